@@ -1,0 +1,48 @@
+"""Clinical notes of each cohort stay, flagged by the prediction windows of the tasks.
+
+Only notes charted before a task's prediction time may be used for that task: mortality is predicted
+at ICU admission + ``hours``; readmission at hospital discharge. Using discharge summaries for
+mortality would leak the outcome.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+NOTE_SCHEMA = {
+    "stay_id": pl.Int64,
+    "note_id": pl.String,
+    "charttime": pl.Datetime("us"),
+    "category": pl.String,
+    "text": pl.String,
+    "hours_from_intime": pl.Float64,
+    "mortality": pl.Boolean,
+    "readmission": pl.Boolean,
+}
+
+
+def stay_notes(notes: pl.LazyFrame, cohort: pl.LazyFrame, hours: int) -> pl.LazyFrame:
+    """Notes of each stay's admission, with one Boolean column per task: usable for that task.
+
+    >>> import datetime as dt
+    >>> cohort = pl.LazyFrame({"stay_id": [1], "hadm_id": [10], "intime": [dt.datetime(2150, 1, 1)],
+    ...     "dischtime": [dt.datetime(2150, 1, 9)]})
+    >>> notes = pl.LazyFrame({"note_id": ["a", "b", "c"], "subject_id": [5, 5, 5], "hadm_id": [10, 10, 10],
+    ...     "charttime": [dt.datetime(2150, 1, 2), dt.datetime(2150, 1, 3, 1), dt.datetime(2150, 1, 10)],
+    ...     "category": ["Radiology", "Radiology", "Discharge summary"], "text": ["x", "y", "z"]})
+    >>> stay_notes(notes, cohort, 48).select("note_id", "mortality", "readmission").collect().rows()
+    [('a', True, True), ('b', False, True), ('c', False, False)]
+    """
+    cutoff = pl.col("intime") + pl.duration(hours=hours)
+    return (
+        notes.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
+        .join(cohort.select("stay_id", "hadm_id", "intime", "dischtime"), on="hadm_id", how="inner")
+        .with_columns(
+            hours_from_intime=(pl.col("charttime") - pl.col("intime")).dt.total_seconds() / 3600.0,
+            mortality=(pl.col("charttime") < cutoff).fill_null(False),
+            readmission=(pl.col("charttime") <= pl.col("dischtime")).fill_null(False),
+        )
+        .select(list(NOTE_SCHEMA))
+        .cast(NOTE_SCHEMA)
+        .sort("stay_id", "charttime", "note_id")
+    )

@@ -1,0 +1,359 @@
+"""Source tables of MIMIC-III v1.4 and MIMIC-IV v2.x, converted once into canonical Parquet.
+
+Every later stage reads the canonical tables only, so the differences between the two layouts
+(file names, upper-case columns, MIMIC-III's date-of-birth versus MIMIC-IV's anchor age, the
+separate MIMIC-IV-Note module) live here and nowhere else.
+
+Canonical columns are lower case; ICU stays are identified by ``stay_id`` in both layouts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+log = logging.getLogger(__name__)
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+DATE_FORMAT = "%Y-%m-%d"
+LAYOUTS = ("mimic3", "mimic4")
+
+
+class InputError(ValueError):
+    """Bad input data or settings; the message names the file, column or setting."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One canonical column: its source name, its type and whether the source must have it."""
+
+    source: str
+    dtype: pl.DataType
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Where a canonical table comes from in one layout, and its columns."""
+
+    files: tuple[str, ...]
+    columns: dict[str, Column]
+    optional_files: bool = False
+    constants: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _cols(spec: dict[str, tuple]) -> dict[str, Column]:
+    return {name: Column(*args) for name, args in spec.items()}
+
+
+INT, FLOAT, STR = pl.Int64, pl.Float64, pl.String
+TIME, DATE = pl.Datetime("us"), pl.Date
+
+# Canonical table -> layout -> spec. Column(source name, canonical dtype, required).
+TABLES: dict[str, dict[str, TableSpec]] = {
+    "patients": {
+        "mimic4": TableSpec(
+            ("hosp/patients",),
+            _cols({
+                "subject_id": ("subject_id", INT),
+                "gender": ("gender", STR),
+                "anchor_age": ("anchor_age", INT),
+                "anchor_year": ("anchor_year", INT),
+                "dod": ("dod", DATE),
+            }),
+        ),
+        "mimic3": TableSpec(
+            ("PATIENTS",),
+            _cols({
+                "subject_id": ("SUBJECT_ID", INT),
+                "gender": ("GENDER", STR),
+                "dob": ("DOB", TIME),
+                "dod": ("DOD", DATE),
+            }),
+        ),
+    },
+    "admissions": {
+        layout: TableSpec(
+            (name,),
+            _cols({
+                "subject_id": (up("subject_id"), INT),
+                "hadm_id": (up("hadm_id"), INT),
+                "admittime": (up("admittime"), TIME),
+                "dischtime": (up("dischtime"), TIME),
+                "deathtime": (up("deathtime"), TIME),
+                "hospital_expire_flag": (up("hospital_expire_flag"), INT),
+            }),
+        )
+        for layout, name, up in (
+            ("mimic4", "hosp/admissions", str),
+            ("mimic3", "ADMISSIONS", str.upper),
+        )
+    },
+    "icustays": {
+        "mimic4": TableSpec(
+            ("icu/icustays",),
+            _cols({
+                "subject_id": ("subject_id", INT),
+                "hadm_id": ("hadm_id", INT),
+                "stay_id": ("stay_id", INT),
+                "first_careunit": ("first_careunit", STR),
+                "last_careunit": ("last_careunit", STR),
+                "intime": ("intime", TIME),
+                "outtime": ("outtime", TIME),
+            }),
+        ),
+        "mimic3": TableSpec(
+            ("ICUSTAYS",),
+            _cols({
+                "subject_id": ("SUBJECT_ID", INT),
+                "hadm_id": ("HADM_ID", INT),
+                "stay_id": ("ICUSTAY_ID", INT),
+                "first_careunit": ("FIRST_CAREUNIT", STR),
+                "last_careunit": ("LAST_CAREUNIT", STR),
+                "first_wardid": ("FIRST_WARDID", INT),
+                "last_wardid": ("LAST_WARDID", INT),
+                "intime": ("INTIME", TIME),
+                "outtime": ("OUTTIME", TIME),
+            }),
+        ),
+    },
+    "chartevents": {
+        "mimic4": TableSpec(
+            ("icu/chartevents",),
+            _cols({
+                "subject_id": ("subject_id", INT),
+                "hadm_id": ("hadm_id", INT),
+                "stay_id": ("stay_id", INT),
+                "charttime": ("charttime", TIME),
+                "itemid": ("itemid", INT),
+                "value": ("value", STR),
+                "valuenum": ("valuenum", FLOAT),
+                "valueuom": ("valueuom", STR),
+            }),
+        ),
+        "mimic3": TableSpec(
+            ("CHARTEVENTS",),
+            _cols({
+                "subject_id": ("SUBJECT_ID", INT),
+                "hadm_id": ("HADM_ID", INT),
+                "stay_id": ("ICUSTAY_ID", INT),
+                "charttime": ("CHARTTIME", TIME),
+                "itemid": ("ITEMID", INT),
+                "value": ("VALUE", STR),
+                "valuenum": ("VALUENUM", FLOAT),
+                "valueuom": ("VALUEUOM", STR),
+                "error": ("ERROR", INT, False),
+            }),
+        ),
+    },
+    "labevents": {
+        layout: TableSpec(
+            (name,),
+            _cols({
+                "subject_id": (up("subject_id"), INT),
+                "hadm_id": (up("hadm_id"), INT),
+                "charttime": (up("charttime"), TIME),
+                "itemid": (up("itemid"), INT),
+                "value": (up("value"), STR),
+                "valuenum": (up("valuenum"), FLOAT),
+                "valueuom": (up("valueuom"), STR),
+            }),
+            optional_files=True,
+        )
+        for layout, name, up in (
+            ("mimic4", "hosp/labevents", str),
+            ("mimic3", "LABEVENTS", str.upper),
+        )
+    },
+    "notes": {
+        "mimic4": TableSpec(
+            ("note/radiology", "note/discharge"),
+            _cols({
+                "note_id": ("note_id", STR),
+                "subject_id": ("subject_id", INT),
+                "hadm_id": ("hadm_id", INT),
+                "charttime": ("charttime", TIME),
+                "text": ("text", STR),
+            }),
+            optional_files=True,
+            constants={"note/radiology": {"category": "Radiology"}, "note/discharge": {"category": "Discharge summary"}},
+        ),
+        "mimic3": TableSpec(
+            ("NOTEEVENTS",),
+            _cols({
+                "note_id": ("ROW_ID", STR),
+                "subject_id": ("SUBJECT_ID", INT),
+                "hadm_id": ("HADM_ID", INT),
+                "chartdate": ("CHARTDATE", DATE),
+                "charttime": ("CHARTTIME", TIME),
+                "category": ("CATEGORY", STR),
+                "text": ("TEXT", STR),
+                "iserror": ("ISERROR", INT, False),
+            }),
+            optional_files=True,
+        ),
+    },
+}
+
+# Canonical schema of each converted table, identical for both layouts.
+CANONICAL: dict[str, dict[str, pl.DataType]] = {
+    "patients": {"subject_id": INT, "gender": STR, "anchor_age": INT, "anchor_year": INT, "dob": TIME, "dod": DATE},
+    "admissions": {name: col.dtype for name, col in TABLES["admissions"]["mimic4"].columns.items()},
+    "icustays": {name: col.dtype for name, col in TABLES["icustays"]["mimic3"].columns.items()},
+    "chartevents": {name: col.dtype for name, col in TABLES["chartevents"]["mimic3"].columns.items()},
+    "labevents": {name: col.dtype for name, col in TABLES["labevents"]["mimic4"].columns.items()},
+    "notes": {"note_id": STR, "subject_id": INT, "hadm_id": INT, "charttime": TIME, "category": STR, "text": STR},
+}
+
+
+def source_files(root: str | Path, layout: str, table: str, notes_root: str | Path | None = None) -> list[Path]:
+    """The existing source files of a canonical table (``.csv.gz``, ``.csv`` or ``.parquet``).
+
+    Raises InputError naming the expected path when a required table is missing.
+    """
+    spec = _spec(layout, table)
+    found = []
+    for stem in spec.files:
+        base = Path(root)
+        if table == "notes" and layout == "mimic4" and notes_root is not None:
+            base, stem = Path(notes_root), stem.removeprefix("note/")
+        candidates = [base / f"{stem}{suffix}" for suffix in (".csv.gz", ".csv", ".parquet")]
+        hit = next((path for path in candidates if path.exists()), None)
+        if hit is None and not spec.optional_files:
+            raise InputError(f"{layout} table '{table}' not found: expected {candidates[0]} (or .csv/.parquet)")
+        if hit is not None:
+            found.append(hit)
+    return found
+
+
+def _spec(layout: str, table: str) -> TableSpec:
+    if layout not in LAYOUTS:
+        raise InputError(f"unknown dataset kind/layout '{layout}': expected one of {', '.join(LAYOUTS)}")
+    if table not in TABLES:
+        raise InputError(f"unknown table '{table}': expected one of {', '.join(TABLES)}")
+    return TABLES[table][layout]
+
+
+def _scan_raw(path: Path) -> pl.LazyFrame:
+    """Scan a source file with every column as text, so that parsing errors can name their column."""
+    if path.suffix == ".parquet":
+        return pl.scan_parquet(path)
+    return pl.scan_csv(path, infer_schema=False, quote_char='"')
+
+
+def _header(path: Path) -> list[str]:
+    return _scan_raw(path).collect_schema().names()
+
+
+def _parse(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Parse a text column strictly into its canonical type (empty text is null)."""
+    text = column.cast(pl.String).str.strip_chars()
+    text = pl.when(text == "").then(None).otherwise(text)
+    if dtype == TIME:
+        # MIMIC writes seconds; some exports drop them or add fractions.
+        return text.str.to_datetime(TIME_FORMAT, strict=False, time_unit="us").fill_null(
+            text.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_unit="us")
+        ).fill_null(text.str.to_datetime(DATE_FORMAT, strict=False, time_unit="us"))
+    if dtype == DATE:
+        return text.str.slice(0, 10).str.to_date(DATE_FORMAT, strict=False)
+    if dtype == INT:
+        return text.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
+    if dtype == FLOAT:
+        return text.cast(pl.Float64, strict=False)
+    return text
+
+
+def canonical_frame(path: Path, layout: str, table: str) -> pl.LazyFrame:
+    """One source file as a LazyFrame of canonical columns (missing optional columns are null).
+
+    Raises InputError naming the file and column when a required column is absent.
+    """
+    spec = _spec(layout, table)
+    header = _header(path)
+    missing = [col.source for col in spec.columns.values() if col.required and col.source not in header]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)} required for the {layout} '{table}' table"
+            f" (found: {', '.join(header)})"
+        )
+    exprs = []
+    for name, col in spec.columns.items():
+        if col.source in header:
+            raw = pl.col(col.source)
+            exprs.append((raw.cast(pl.String) if col.dtype == STR else _parse(raw, col.dtype)).alias(name))
+        else:
+            exprs.append(pl.lit(None, dtype=col.dtype).alias(name))
+    base = path.name.removesuffix(".gz").removesuffix(".csv").removesuffix(".parquet")
+    stem = next((s for s in spec.files if Path(s).name == base), None)
+    exprs += [pl.lit(v).alias(k) for k, v in spec.constants.get(stem, {}).items()]
+    return _scan_raw(path).select(exprs)
+
+
+def finalise(frame: pl.LazyFrame, layout: str, table: str) -> pl.LazyFrame:
+    """Bring a layout's canonical frame to the one canonical schema of the table."""
+    if table == "notes" and layout == "mimic3":
+        # Discharge summaries carry a date only: treat them as written at the end of that day, so they
+        # can never leak into a prediction made earlier that day.
+        end_of_day = pl.col("chartdate").cast(TIME) + pl.duration(hours=23, minutes=59, seconds=59)
+        frame = frame.filter(pl.col("iserror").fill_null(0) != 1).with_columns(
+            pl.col("charttime").fill_null(end_of_day), pl.col("category").str.strip_chars()
+        )
+    if table == "chartevents":
+        frame = frame.filter(pl.col("error").fill_null(0) != 1) if layout == "mimic3" else frame
+    schema = CANONICAL[table]
+    present = frame.collect_schema().names()
+    return frame.select(
+        [pl.col(c).cast(t) if c in present else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()]
+    )
+
+
+def empty_table(table: str) -> pl.DataFrame:
+    """An empty canonical table (for absent optional sources such as the MIMIC-IV-Note module)."""
+    return pl.DataFrame(schema=CANONICAL[table])
+
+
+def check_parses(path: Path, layout: str, table: str, sample_rows: int = 10_000) -> None:
+    """Fail early, naming file and column, when a sample of non-empty values does not parse."""
+    spec = _spec(layout, table)
+    raw = _scan_raw(path).head(sample_rows).collect()
+    for name, col in spec.columns.items():
+        if col.source not in raw.columns or col.dtype == STR:
+            continue
+        values = raw.select(pl.col(col.source).cast(pl.String).str.strip_chars().alias("raw"))
+        values = values.with_columns(_parse(pl.col("raw"), col.dtype).alias("parsed"))
+        bad = values.filter(pl.col("raw").is_not_null() & (pl.col("raw") != "") & pl.col("parsed").is_null())
+        if bad.height:
+            example = bad["raw"][0]
+            raise InputError(
+                f"{path}: column {col.source} has values that are not {col.dtype} (e.g. {example!r});"
+                f" {bad.height} of the first {raw.height} rows"
+            )
+
+
+def convert(
+    root: str | Path, layout: str, table: str, out: str | Path, notes_root: str | Path | None = None
+) -> int:
+    """Convert one source table (all its files) into canonical Parquet, streaming; returns the row count."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = source_files(root, layout, table, notes_root)
+    if not paths:
+        log.info("no source files for optional table %s; writing an empty table", table)
+        empty_table(table).write_parquet(out)
+        return 0
+    for path in paths:
+        check_parses(path, layout, table)
+    frames = [finalise(canonical_frame(path, layout, table), layout, table) for path in paths]
+    tmp = out.with_suffix(".partial.parquet")
+    try:
+        pl.concat(frames, how="vertical").sink_parquet(tmp, row_group_size=1_000_000)
+    except pl.exceptions.PolarsError as err:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{', '.join(map(str, paths))}: could not convert table '{table}': {err}") from err
+    tmp.replace(out)
+    rows = pl.scan_parquet(out).select(pl.len()).collect().item()
+    log.info("converted %s (%d file(s)) to %s: %d rows", table, len(paths), out, rows)
+    return rows

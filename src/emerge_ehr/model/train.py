@@ -1,0 +1,155 @@
+"""Training with AdamW and early stopping on validation AUPRC; deterministic given a seed."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from emerge_ehr.evaluate.metrics import auprc, auroc
+from emerge_ehr.model.sequence import build_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    model: str = "gru"
+    hidden_size: int = 128
+    dropout: float = 0.25
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 256
+    max_epochs: int = 100
+    patience: int = 10
+    seed: int = 0
+    device: str = "auto"
+
+
+def resolve_device(requested: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA where there is none is an error, not a silent fallback."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device is '{requested}' but no CUDA device is available")
+    return torch.device(requested)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for start in range(0, len(x), batch_size):
+            out.append(torch.sigmoid(model(x[start : start + batch_size].to(device)).float()).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def _selection_score(y: np.ndarray, p: np.ndarray) -> float:
+    """Validation AUPRC; minus the log loss when the validation split has a single class."""
+    score = auprc(y, p)
+    if np.isnan(score):
+        eps = 1e-7
+        score = float(np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
+    return score
+
+
+def train(
+    features: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    stay_ids: np.ndarray,
+    settings: TrainSettings,
+    out_dir: str | Path,
+) -> dict:
+    """Train one model for one task and seed; write checkpoint, history and predictions to ``out_dir``.
+
+    Stays whose label is missing (NaN: not at risk) are left out. Returns a summary dict.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(settings.seed)
+    device = resolve_device(settings.device)
+    known = ~np.isnan(labels)
+    parts = {name: np.flatnonzero(known & (splits == name)) for name in ("train", "val", "test")}
+    for name, idx in parts.items():
+        if len(idx) == 0:
+            raise ValueError(f"the {name} split has no labelled stays: the cohort is too small for this task")
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    y = torch.from_numpy(labels.astype(np.float32))
+    model = build_model(settings.model, x.shape[-1], settings.hidden_size, settings.dropout).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    loss_fn = nn.BCEWithLogitsLoss()
+    generator = torch.Generator().manual_seed(settings.seed)
+    train_idx = torch.from_numpy(parts["train"])
+    y_val = labels[parts["val"]]
+    best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
+    history = []
+    for epoch in range(1, settings.max_epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
+        total = 0.0
+        for start in range(0, len(order), settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            xb, yb = x[batch].to(device), y[batch].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = loss_fn(model(xb).float(), yb)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * len(batch)
+        p_val = _predict(model, x[parts["val"]], settings.batch_size, device)
+        score = _selection_score(y_val, p_val)
+        seconds = time.perf_counter() - started
+        history.append({
+            "epoch": epoch, "train_loss": total / len(order), "val_auprc": auprc(y_val, p_val),
+            "val_auroc": auroc(y_val, p_val), "seconds": seconds, "stays_per_second": len(order) / seconds,
+        })
+        log.info(
+            "epoch %d/%d train_loss=%.4f val_auprc=%.4f (%.1f s)",
+            epoch, settings.max_epochs, history[-1]["train_loss"], history[-1]["val_auprc"], seconds,
+        )
+        if score > best_score:
+            best_score, best_state, best_epoch, stale = score, copy.deepcopy(model.state_dict()), epoch, 0
+        else:
+            stale += 1
+            if stale >= settings.patience:
+                log.info("early stop after epoch %d (best epoch %d)", epoch, best_epoch)
+                break
+    model.load_state_dict(best_state)
+    torch.save({"state_dict": best_state, "settings": asdict(settings), "n_inputs": x.shape[-1]}, out_dir / "model.pt")
+    pl.DataFrame(history).write_csv(out_dir / "history.csv")
+    rows = []
+    for name in ("val", "test"):
+        idx = parts[name]
+        rows.append(pl.DataFrame({
+            "stay_id": stay_ids[idx].astype(np.int64),
+            "split": [name] * len(idx),
+            "label": labels[idx].astype(np.int8),
+            "probability": _predict(model, x[idx], settings.batch_size, device).astype(np.float64),
+        }))
+    pl.concat(rows).write_parquet(out_dir / "predictions.parquet")
+    summary = {
+        "best_epoch": best_epoch, "epochs_run": len(history), "best_val_score": best_score,
+        "device": str(device), "train_stays": len(parts["train"]),
+        "stays_per_second": float(np.mean([h["stays_per_second"] for h in history])),
+        "settings": asdict(settings),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,23 @@
+"""Process set-up for a pipeline job; imports nothing heavy, so it runs before polars and torch load."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+
+def start_job(threads: int, log_file: str | Path | None) -> None:
+    """Limit native thread pools to the job's threads and send log lines to the rule's log file.
+
+    Logs carry ids, counts and timings only, never note text or other clinical values.
+    """
+    for variable in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, str(max(1, threads)))
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
+    )

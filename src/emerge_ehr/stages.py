@@ -1,0 +1,164 @@
+"""One function per pipeline stage: read the stage's input files, call the pure logic, write its outputs.
+
+The Snakemake scripts in ``workflow/scripts/`` only map the ``snakemake`` object onto these, so each
+stage can also be run and tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from emerge_ehr.data import cohort as cohort_lib
+from emerge_ehr.data import notes as notes_lib
+from emerge_ehr.data import tables, timeseries
+from emerge_ehr.data.variables import feature_names, load_variables
+
+log = logging.getLogger("emerge_ehr")
+
+
+def _write_json(data: dict, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _atomic_parquet(frame: pl.DataFrame | pl.LazyFrame, path: str | Path) -> None:
+    """Write via a temporary name so that a killed job never leaves a plausible-looking partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    if isinstance(frame, pl.LazyFrame):
+        frame.sink_parquet(tmp)
+    else:
+        frame.write_parquet(tmp)
+    tmp.replace(path)
+
+
+def synthesize(out_dir: str | Path, layout: str, patients: int, seed: int, variables: str | Path) -> None:
+    from emerge_ehr.data.synthetic import generate
+
+    started = time.perf_counter()
+    generate(out_dir, layout=layout, n_patients=patients, seed=seed, variables_yaml=variables)
+    log.info("synthetic %s database with %d patients written in %.1f s", layout, patients, time.perf_counter() - started)
+
+
+def convert(root: str, layout: str, table: str, out: str | Path, notes_root: str | None = None) -> None:
+    started = time.perf_counter()
+    tables.convert(root, layout, table, out, notes_root)
+    log.info("table %s converted in %.1f s", table, time.perf_counter() - started)
+
+
+def _scan(path: str | Path) -> pl.LazyFrame:
+    return pl.scan_parquet(path)
+
+
+def events(
+    chartevents: str, labevents: str | None, patients: str, admissions: str, icustays: str,
+    variables: str, hours: int, settings: dict, out: str | Path,
+) -> None:
+    """Events of the variables in the first ``hours`` of every stay that could enter the cohort."""
+    started = time.perf_counter()
+    definitions = load_variables(variables)
+    stays = cohort_lib.candidate_stays(
+        cohort_lib.stays_with_age(_scan(icustays), _scan(admissions), _scan(patients)),
+        cohort_lib.CohortSettings(**_cohort_kwargs(settings)),
+    ).select("stay_id", "subject_id", "hadm_id", "intime")
+    frame = timeseries.extract_events(
+        _scan(chartevents), _scan(labevents) if labevents else None, stays, definitions, hours
+    )
+    _atomic_parquet(frame, out)
+    summary = pl.scan_parquet(out).select(pl.len().alias("rows"), pl.col("stay_id").n_unique().alias("stays")).collect()
+    log.info("events: %d rows for %d stays in %.1f s", summary["rows"][0], summary["stays"][0], time.perf_counter() - started)
+
+
+def _cohort_kwargs(settings: dict) -> dict:
+    return settings | {"split_fractions": tuple(settings["split_fractions"])}
+
+
+def cohort(
+    patients: str, admissions: str, icustays: str, events_path: str, settings: dict, out: str | Path, meta_out: str | Path
+) -> None:
+    stays_with_events = _scan(events_path).select("stay_id").unique()
+    table, meta = cohort_lib.build_cohort(
+        _scan(icustays), _scan(admissions), _scan(patients), stays_with_events,
+        cohort_lib.CohortSettings(**_cohort_kwargs(settings)),
+    )
+    if table.height == 0:
+        raise tables.InputError("the cohort is empty: no ICU stay meets the inclusion criteria (see the cohort flow in the log)")
+    _atomic_parquet(table, out)
+    _write_json(meta, meta_out)
+    for step in meta["flow"]:
+        log.info("cohort flow: %-40s %d", step["step"], step["stays"])
+    log.info("cohort: %d stays, %d patients, positives %s", meta["stays"], meta["patients"], meta["positives"])
+
+
+def build_timeseries(
+    events_path: str, cohort_path: str, variables: str, hours: int,
+    hourly_out: str | Path, features_out: str | Path, stats_out: str | Path,
+) -> None:
+    definitions = load_variables(variables)
+    cohort_table = pl.read_parquet(cohort_path)
+    events_in_cohort = _scan(events_path).join(cohort_table.lazy().select("stay_id"), on="stay_id", how="semi")
+    hourly = timeseries.hourly_table(events_in_cohort, definitions).collect()
+    stats = timeseries.observed_statistics(hourly, cohort_table, definitions)
+    features = timeseries.build_features(hourly, cohort_table, definitions, hours, stats)
+    _atomic_parquet(hourly, hourly_out)
+    tmp = Path(str(features_out) + ".partial.npy")
+    np.save(tmp, features)
+    tmp.replace(features_out)
+    _write_json(
+        {"feature_names": feature_names(definitions), "hours": hours, "shape": list(features.shape),
+         "row_order": "cohort.parquet (stay_id ascending)", **stats},
+        stats_out,
+    )
+    log.info("features: %s, %d charted stay-hours", features.shape, hourly.height)
+
+
+def stay_notes(notes_path: str, cohort_path: str, hours: int, out: str | Path) -> None:
+    frame = notes_lib.stay_notes(_scan(notes_path), _scan(cohort_path), hours).collect()
+    _atomic_parquet(frame, out)
+    log.info(
+        "notes: %d notes for %d stays (%d usable for mortality, %d for readmission)",
+        frame.height, frame.get_column("stay_id").n_unique(), frame.get_column("mortality").sum(),
+        frame.get_column("readmission").sum(),
+    )
+
+
+def train(features_path: str, cohort_path: str, task: str, settings: dict, out_dir: str | Path, threads: int) -> None:
+    import torch
+
+    from emerge_ehr.model.train import TrainSettings
+    from emerge_ehr.model.train import train as train_model
+
+    torch.set_num_threads(max(1, threads))
+    features = np.load(features_path)
+    table = pl.read_parquet(cohort_path)
+    if features.shape[0] != table.height:
+        raise tables.InputError(f"{features_path} has {features.shape[0]} rows but {cohort_path} has {table.height} stays")
+    labels = table.get_column(task).cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    summary = train_model(
+        features, labels, table.get_column("split").to_numpy(), table.get_column("stay_id").to_numpy(),
+        TrainSettings(**settings), out_dir,
+    )
+    log.info("trained %s for %s: best epoch %d of %d on %s", settings["model"], task,
+             summary["best_epoch"], summary["epochs_run"], summary["device"])
+
+
+def evaluate(prediction_files: list[str], task: str, model: str, resamples: int, level: float, seed: int, out: str) -> None:
+    from emerge_ehr.evaluate.report import evaluate_predictions, write_json
+
+    result = evaluate_predictions(prediction_files, task, model, resamples, level, seed)
+    write_json(result, out)
+    log.info("%s %s: %s", task, model, {k: round(v["value"], 4) for k, v in result["metrics"].items()})
+
+
+def metrics_table(metric_files: list[str], markdown_out: str, csv_out: str) -> None:
+    from emerge_ehr.evaluate.report import comparison_table, markdown_table
+
+    table = comparison_table(metric_files)
+    table.write_csv(csv_out)
+    Path(markdown_out).write_text(markdown_table(table))

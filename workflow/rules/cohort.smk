@@ -1,0 +1,18 @@
+"""The ICU-stay cohort with its labels and split."""
+
+
+rule cohort:
+    input:
+        patients=parquet("patients"),
+        admissions=parquet("admissions"),
+        icustays=parquet("icustays"),
+        events="results/{dataset}/events.parquet",
+    output:
+        cohort="results/{dataset}/cohort.parquet",
+        meta="results/{dataset}/cohort.json",
+    params:
+        settings=cohort_settings(),
+    log:
+        "logs/{dataset}/cohort.log",
+    script:
+        "../scripts/cohort.py"

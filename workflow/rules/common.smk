@@ -1,0 +1,96 @@
+"""Input functions and helpers shared by the stage rules."""
+
+from emerge_ehr.data.tables import TABLES, source_files
+
+SOURCE_TABLES = tuple(TABLES)
+NEVER = "(?!x)x"  # a wildcard constraint that matches nothing
+
+
+def repo_path(path):
+    """A setting's path: as given when it exists from the working directory, else inside the repository."""
+    return path if Path(path).is_absolute() or Path(path).exists() else str(REPO / path)
+
+
+VARIABLES = repo_path(config["variables"])
+
+
+def dataset_config(name):
+    return config["datasets"][name]
+
+
+def dataset_layout(name):
+    entry = dataset_config(name)
+    return entry["layout"] if entry["kind"] == "synthetic" else entry["kind"]
+
+
+def synthetic_root(name):
+    return f"resources/synthetic/{name}"
+
+
+def dataset_root(name):
+    entry = dataset_config(name)
+    return synthetic_root(name) if entry["kind"] == "synthetic" else entry["root"]
+
+
+def synthetic_names(layout):
+    names = [n for n, e in config["datasets"].items() if e["kind"] == "synthetic" and e["layout"] == layout]
+    return "|".join(names) if names else NEVER
+
+
+def synthetic_files(layout):
+    """Every table the generator writes for a layout, relative to its root."""
+    return [f"{stem}.csv.gz" for specs in TABLES.values() for stem in specs[layout].files]
+
+
+def source_inputs(wildcards):
+    """The source files of a table: the generator's outputs, or the existing files of a real dataset."""
+    name, layout = wildcards.dataset, dataset_layout(wildcards.dataset)
+    if dataset_config(name)["kind"] == "synthetic":
+        stems = TABLES[wildcards.table][layout].files
+        return [f"{synthetic_root(name)}/{stem}.csv.gz" for stem in stems]
+    return [str(p) for p in source_files(dataset_root(name), layout, wildcards.table, notes_root(name))]
+
+
+def notes_root(name):
+    return dataset_config(name).get("notes_root")
+
+
+def parquet(table):
+    return f"results/{{dataset}}/parquet/{table}.parquet"
+
+
+def cohort_settings():
+    c = config["cohort"]
+    return {
+        "min_age": c["min_age"],
+        "min_hours": c["min_hours"],
+        "readmission_definition": c["readmission"]["definition"],
+        "readmission_window_days": c["readmission"]["window_days"],
+        "split_fractions": c["split"]["fractions"],
+        "split_seed": c["split"]["seed"],
+    }
+
+
+def train_settings(wildcards):
+    t = config["train"]
+    return config["model_settings"].get(wildcards.model, {}) | {
+        "model": wildcards.model,
+        "learning_rate": t["learning_rate"],
+        "weight_decay": t["weight_decay"],
+        "batch_size": t["batch_size"],
+        "max_epochs": t["max_epochs"],
+        "patience": t["patience"],
+        "device": t["device"],
+        "seed": int(wildcards.seed),
+    }
+
+
+def all_targets():
+    targets = []
+    for name in config["datasets"]:
+        targets += [
+            f"results/{name}/cohort.parquet",
+            f"results/{name}/notes.parquet",
+            f"results/{name}/metrics/summary.md",
+        ]
+    return targets

@@ -1,0 +1,15 @@
+"""Clinical notes of the cohort's stays, flagged per task by its prediction time."""
+
+
+rule notes:
+    input:
+        notes=parquet("notes"),
+        cohort="results/{dataset}/cohort.parquet",
+    output:
+        "results/{dataset}/notes.parquet",
+    params:
+        hours=config["timeseries"]["hours"],
+    log:
+        "logs/{dataset}/notes.log",
+    script:
+        "../scripts/notes.py"

@@ -1,0 +1,23 @@
+"""Synthetic MIMIC-format databases for the offline demo and the tests (dataset kind `synthetic`)."""
+
+
+for _layout in ("mimic4", "mimic3"):
+
+    rule:
+        name:
+            f"synthesize_{_layout}"
+        output:
+            [f"resources/synthetic/{{dataset}}/{path}" for path in synthetic_files(_layout)],
+            truth="resources/synthetic/{dataset}/ground_truth.parquet",
+            manifest="resources/synthetic/{dataset}/synthetic_manifest.json",
+        params:
+            layout=_layout,
+            patients=lambda w: dataset_config(w.dataset)["patients"],
+            seed=lambda w: dataset_config(w.dataset)["seed"],
+            variables=VARIABLES,
+        wildcard_constraints:
+            dataset=synthetic_names(_layout),
+        log:
+            f"logs/{{dataset}}/synthesize_{_layout}.log",
+        script:
+            "../scripts/synthesize.py"

@@ -1,0 +1,22 @@
+"""One model, task and seed per job."""
+
+
+rule train:
+    input:
+        features="results/{dataset}/features.npy",
+        cohort="results/{dataset}/cohort.parquet",
+    output:
+        model="results/{dataset}/models/{task}/{model}/seed{seed}/model.pt",
+        history="results/{dataset}/models/{task}/{model}/seed{seed}/history.csv",
+        predictions="results/{dataset}/models/{task}/{model}/seed{seed}/predictions.parquet",
+        summary="results/{dataset}/models/{task}/{model}/seed{seed}/summary.json",
+    params:
+        settings=train_settings,
+    wildcard_constraints:
+        task="mortality|readmission",
+        seed=r"\d+",
+    threads: config["train"]["threads"]
+    log:
+        "logs/{dataset}/train/{task}/{model}/seed{seed}.log",
+    script:
+        "../scripts/train.py"

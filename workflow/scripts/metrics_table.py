@@ -1,0 +1,11 @@
+"""Snakemake adapter: the comparison table of all models."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from emerge_ehr.runtime import start_job  # noqa: E402
+
+start_job(snakemake.threads, snakemake.log[0])
+from emerge_ehr import stages  # noqa: E402
+
+stages.metrics_table(list(snakemake.input), snakemake.output.markdown, snakemake.output.csv)
