@@ -113,7 +113,7 @@ def train(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
         p_val = _predict(model, x[parts["val"]], settings.batch_size, device)
         score = _selection_score(y_val, p_val)
         seconds = time.perf_counter() - started
