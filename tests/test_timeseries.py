@@ -110,10 +110,10 @@ def test_categories_from_text_alias_and_score(variables):
         ],
         variables,
     )
-    assert events.select("variable", "hour", "category", "value").rows() == [
-        ("gcs_eye", 0, "Spontaneously", 4.0),
-        ("gcs_eye", 1, "3 To speech", 3.0),
-        ("capillary_refill_rate", 2, "1.0", 1.0),
+    assert sorted(events.select("hour", "variable", "category", "value").rows()) == [
+        (0, "gcs_eye", "Spontaneously", 4.0),
+        (1, "gcs_eye", "3 To speech", 3.0),
+        (2, "capillary_refill_rate", "1.0", 1.0),
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 
@@ -21,3 +22,10 @@ def start_job(threads: int, log_file: str | Path | None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
     )
+    sys.excepthook = _log_failure
+
+
+def _log_failure(kind, error, traceback) -> None:
+    """Put the reason a job failed into its log file too, where `--show-failed-logs` shows it."""
+    logging.getLogger("emerge_ehr").critical("job failed: %s: %s", kind.__name__, error)
+    sys.__excepthook__(kind, error, traceback)

@@ -12,6 +12,8 @@ rule cohort:
         meta="results/{dataset}/cohort.json",
     params:
         settings=cohort_settings(),
+    conda:
+        "../../envs/data.yaml"
     log:
         "logs/{dataset}/cohort.log",
     script:

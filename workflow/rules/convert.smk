@@ -15,6 +15,8 @@ rule convert:
     threads: 2
     resources:
         mem_mb=8000,
+    conda:
+        "../../envs/data.yaml"
     log:
         "logs/{dataset}/convert/{table}.log",
     script:

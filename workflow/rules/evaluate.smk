@@ -13,6 +13,8 @@ rule evaluate:
         resamples=config["evaluate"]["bootstrap_resamples"],
         level=config["evaluate"]["confidence_level"],
         seed=config["evaluate"]["seed"],
+    conda:
+        "../../envs/model.yaml"
     log:
         "logs/{dataset}/evaluate/{task}/{model}.log",
     script:
@@ -29,6 +31,8 @@ rule metrics_table:
     output:
         markdown="results/{dataset}/metrics/summary.md",
         csv="results/{dataset}/metrics/summary.csv",
+    conda:
+        "../../envs/model.yaml"
     log:
         "logs/{dataset}/metrics_table.log",
     script:

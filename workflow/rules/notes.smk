@@ -9,6 +9,8 @@ rule notes:
         "results/{dataset}/notes.parquet",
     params:
         hours=config["timeseries"]["hours"],
+    conda:
+        "../../envs/data.yaml"
     log:
         "logs/{dataset}/notes.log",
     script:

@@ -17,6 +17,8 @@ for _layout in ("mimic4", "mimic3"):
             variables=VARIABLES,
         wildcard_constraints:
             dataset=synthetic_names(_layout),
+        conda:
+            "../../envs/data.yaml"
         log:
             f"logs/{{dataset}}/synthesize_{_layout}.log",
         script:

@@ -17,6 +17,8 @@ rule events:
     threads: 2
     resources:
         mem_mb=8000,
+    conda:
+        "../../envs/data.yaml"
     log:
         "logs/{dataset}/events.log",
     script:
@@ -34,6 +36,8 @@ rule timeseries:
         stats="results/{dataset}/feature_stats.json",
     params:
         hours=config["timeseries"]["hours"],
+    conda:
+        "../../envs/data.yaml"
     log:
         "logs/{dataset}/timeseries.log",
     script:

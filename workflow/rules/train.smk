@@ -16,6 +16,8 @@ rule train:
         task="mortality|readmission",
         seed=r"\d+",
     threads: config["train"]["threads"]
+    conda:
+        "../../envs/model.yaml"
     log:
         "logs/{dataset}/train/{task}/{model}/seed{seed}.log",
     script:

@@ -322,14 +322,15 @@ def check_parses(path: Path, layout: str, table: str, sample_rows: int = 10_000)
     for name, col in spec.columns.items():
         if col.source not in raw.columns or col.dtype == STR:
             continue
-        values = raw.select(pl.col(col.source).cast(pl.String).str.strip_chars().alias("raw"))
+        values = raw.select(pl.col(col.source).cast(pl.String).str.strip_chars().alias("raw")).with_row_index("row")
         values = values.with_columns(_parse(pl.col("raw"), col.dtype).alias("parsed"))
         bad = values.filter(pl.col("raw").is_not_null() & (pl.col("raw") != "") & pl.col("parsed").is_null())
         if bad.height:
-            example = bad["raw"][0]
+            # The message names the column and the expected type, never the values (they may be clinical).
+            expected = {TIME: f"timestamps like {TIME_FORMAT}", DATE: f"dates like {DATE_FORMAT}"}.get(col.dtype, col.dtype)
             raise InputError(
-                f"{path}: column {col.source} has values that are not {col.dtype} (e.g. {example!r});"
-                f" {bad.height} of the first {raw.height} rows"
+                f"{path}: column {col.source} has values that are not {expected}:"
+                f" {bad.height} of the first {raw.height} rows (first at data row {bad['row'][0] + 1})"
             )
 
 

@@ -1,0 +1,187 @@
+"""Real Snakemake runs of the whole workflow on tiny configs, in a scratch working directory."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from emerge_ehr.data.cohort import COHORT_COLUMNS
+from emerge_ehr.data.notes import NOTE_SCHEMA
+from emerge_ehr.data.timeseries import EVENT_SCHEMA
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(workdir: Path, config: Path | dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the repository's workflow with ``config`` replacing the default, in ``workdir``."""
+    if isinstance(config, dict):
+        path = workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        config = path
+    cmd = SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config),
+                       "--replace-workflow-config", "--cores", "2", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def load_config(name: str) -> dict:
+    return yaml.safe_load((REPO / "tests" / "configs" / name).read_text())
+
+
+def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
+    """Rule names of the jobs a dry run would execute (from Snakemake's job-stats table)."""
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return set()
+    table = text.split("Job stats:", 1)[1]
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", table, re.M)} - {"total"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    config = load_config("tiny-mimic4.yaml")
+    snakemake(workdir, config)
+    return workdir, config
+
+
+def test_every_output_has_its_schema(tiny_run):
+    workdir, config = tiny_run
+    results = workdir / "results" / "tiny"
+    cohort = pl.read_parquet(results / "cohort.parquet")
+    assert cohort.columns == COHORT_COLUMNS
+    assert cohort.height > 50 and cohort.get_column("stay_id").is_sorted()
+    assert set(cohort.get_column("split").unique()) == {"train", "val", "test"}
+    assert dict(pl.read_parquet(results / "events.parquet").schema) == EVENT_SCHEMA
+    hourly = pl.read_parquet(results / "timeseries.parquet")
+    assert hourly.get_column("hour").is_between(0, 47).all() and "heart_rate" in hourly.columns
+    features = np.load(results / "features.npy")
+    assert features.shape == (cohort.height, 48, 61) and features.dtype == np.float32
+    assert np.isfinite(features).all()
+    stats = json.loads((results / "feature_stats.json").read_text())
+    assert len(stats["feature_names"]) == 61
+    notes = pl.read_parquet(results / "notes.parquet")
+    assert dict(notes.schema) == NOTE_SCHEMA and notes.height > 0
+    assert notes.filter(pl.col("mortality")).get_column("hours_from_intime").max() < 48
+    for task in ("mortality", "readmission"):
+        for seed in config["train"]["seeds"]:
+            predictions = pl.read_parquet(results / f"models/{task}/gru/seed{seed}/predictions.parquet")
+            assert set(predictions.columns) == {"stay_id", "split", "label", "probability"}
+            assert predictions.get_column("probability").is_between(0, 1).all()
+        metrics = json.loads((results / f"metrics/{task}/gru.json").read_text())
+        assert metrics["seeds"] == len(config["train"]["seeds"])
+        for name in ("auroc", "auprc", "min_p_se", "brier"):
+            m = metrics["metrics"][name]
+            assert m["ci_low"] <= m["value"] <= m["ci_high"] or m["value"] is None
+    table = (results / "metrics" / "summary.md").read_text()
+    assert "| mortality | gru |" in table and "| readmission | gru |" in table
+    assert (workdir / "logs" / "tiny" / "cohort.log").read_text().count("cohort flow") == 6
+
+
+def test_logs_carry_no_note_text(tiny_run):
+    workdir, _ = tiny_run
+    notes = pl.read_parquet(workdir / "results" / "tiny" / "notes.parquet")
+    sentences = {s.strip() for text in notes.get_column("text") for s in text.split(".") if len(s.strip()) > 25}
+    logs = "".join(p.read_text() for p in (workdir / "logs").rglob("*.log"))
+    assert not [s for s in list(sentences)[:300] if s in logs]
+
+
+def test_rerun_with_nothing_changed_does_nothing(tiny_run):
+    workdir, config = tiny_run
+    result = snakemake(workdir, config, "--dry-run")
+    assert planned_rules(result) == set()
+
+
+def test_changing_a_model_setting_reruns_training_and_evaluation_only(tiny_run):
+    workdir, config = tiny_run
+    changed = json.loads(json.dumps(config))
+    changed.setdefault("model_settings", {})["gru"] = {"hidden_size": 32}
+    result = snakemake(workdir, changed, "--dry-run")
+    assert planned_rules(result) == {"train", "evaluate", "metrics_table", "all"}
+
+
+def test_mimic3_layout_and_hospital_readmission(tmp_path):
+    config = load_config("tiny-mimic3.yaml")
+    snakemake(tmp_path, config)
+    results = tmp_path / "results" / "tiny3"
+    meta = json.loads((results / "cohort.json").read_text())
+    assert meta["readmission_definition"] == "hospital" and meta["stays"] > 50
+    cohort = pl.read_parquet(results / "cohort.parquet")
+    # Under the plain definition, patients who die in hospital are not at risk of readmission.
+    assert cohort.filter(pl.col("mortality") == 1).get_column("readmission").is_null().all()
+    assert pl.read_parquet(results / "notes.parquet").height > 0
+    assert (results / "metrics" / "summary.md").exists()
+
+
+def test_mimic4_demo_cohort_and_labels(tmp_path, mimic4_demo):
+    """Counts derived by hand from the raw demo tables with a separate standard-library script.
+
+    140 ICU stays; 119 alone in their admission; 110 without a care-unit transfer; all adults; 53 last
+    >= 48 h and all have chart data. Of these 53: 8 in-hospital deaths; 16 ICU readmissions or deaths
+    within 30 days of ICU discharge. The demo has no notes.
+    """
+    config = load_config("mimic4-demo.yaml")
+    config["datasets"]["mimic4_demo"]["root"] = str(mimic4_demo)
+    snakemake(tmp_path, config)
+    results = tmp_path / "results" / "mimic4_demo"
+    meta = json.loads((results / "cohort.json").read_text())
+    assert [step["stays"] for step in meta["flow"]] == [140, 119, 110, 110, 53, 53]
+    assert meta["positives"] == {"mortality": 8, "readmission": 16}
+    assert meta["patients"] == 47
+    assert pl.read_parquet(results / "notes.parquet").height == 0
+    assert np.load(results / "features.npy").shape == (53, 48, 61)
+    assert (results / "metrics" / "summary.md").exists()
+
+
+def test_missing_root_setting_is_named(tmp_path):
+    result = snakemake(tmp_path, {"datasets": {"x": {"kind": "mimic4"}}}, "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "'root' is a required property" in result.stdout + result.stderr
+
+
+def test_wrong_root_names_the_missing_file(tmp_path):
+    result = snakemake(tmp_path, {"datasets": {"x": {"kind": "mimic3", "root": str(tmp_path / "nowhere")}}},
+                       "--dry-run", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"expected {tmp_path / 'nowhere'}/" in output and "table 'patients' not found" in output
+
+
+def test_bad_column_fails_the_job_with_file_and_column_and_keeps_other_outputs(tmp_path, mimic4_demo):
+    root = tmp_path / "broken"
+    shutil.copytree(mimic4_demo / "hosp", root / "hosp")
+    shutil.copytree(mimic4_demo / "icu", root / "icu", ignore=shutil.ignore_patterns("chartevents*"))
+    (root / "icu" / "chartevents.csv.gz").symlink_to(mimic4_demo / "icu" / "chartevents.csv.gz")
+    import gzip
+
+    with gzip.open(mimic4_demo / "icu" / "icustays.csv.gz", "rt") as src:
+        text = src.read().replace("outtime", "out_time", 1)
+    with gzip.open(root / "icu" / "icustays.csv.gz", "wt") as dst:
+        dst.write(text)
+    config = {"datasets": {"broken": {"kind": "mimic4", "root": str(root)}}}
+    result = snakemake(tmp_path, config, check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "logs" / "broken" / "convert" / "icustays.log").read_text()
+    assert "icustays.csv.gz: missing column(s) outtime" in log
+    # The tables that converted are kept (keep-going): nothing already computed is lost.
+    assert (tmp_path / "results" / "broken" / "parquet" / "patients.parquet").exists()
+
+
+def test_lint_is_clean():
+    result = subprocess.run(SNAKEMAKE + ["--lint"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
