@@ -6,6 +6,13 @@ SOURCE_TABLES = tuple(TABLES)
 NEVER = "(?!x)x"  # a wildcard constraint that matches nothing
 
 
+wildcard_constraints:
+    dataset="|".join(config["datasets"]),
+    table="|".join(SOURCE_TABLES),
+    task="mortality|readmission",
+    seed=r"\d+",
+
+
 def repo_path(path):
     """A setting's path: as given when it exists from the working directory, else inside the repository."""
     return path if Path(path).is_absolute() or Path(path).exists() else str(REPO / path)

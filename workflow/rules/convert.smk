@@ -10,8 +10,6 @@ rule convert:
         root=lambda w: dataset_root(w.dataset),
         layout=lambda w: dataset_layout(w.dataset),
         notes_root=lambda w: notes_root(w.dataset),
-    wildcard_constraints:
-        table="|".join(SOURCE_TABLES),
     threads: 2
     resources:
         mem_mb=8000,

@@ -12,9 +12,6 @@ rule train:
         summary="results/{dataset}/models/{task}/{model}/seed{seed}/summary.json",
     params:
         settings=train_settings,
-    wildcard_constraints:
-        task="mortality|readmission",
-        seed=r"\d+",
     threads: config["train"]["threads"]
     conda:
         "../../envs/model.yaml"

@@ -88,14 +88,41 @@ def numeric_value(variable: Variable) -> pl.Expr:
     return pl.when((value < low) | (value > high)).then(None).otherwise(value.clip(valid_low, valid_high))
 
 
-def category_value(variable: Variable) -> pl.Expr:
-    """The charted text as one of the variable's categories (by text, alias, or numeric score)."""
+def category_lookups(variables: list[Variable]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Tables mapping (variable, charted text) and (variable, numeric score) to (category, score).
+
+    Joins against these stream in bounded memory, where per-row replacement expressions do not.
+    """
+    by_text, by_score = [], []
+    for v in (v for v in variables if v.is_categorical):
+        texts = {c: c for c in v.categories} | v.aliases
+        by_text += [(v.name, text, category, v.scores[category]) for text, category in texts.items()]
+        by_score += [(v.name, score, category, score) for score, category in v.category_of_score().items()]
+    schema = {"variable": pl.String, "_key": pl.String, "_category": pl.String, "_score": pl.Float64}
+    return (
+        pl.DataFrame(by_text, schema=schema, orient="row"),
+        pl.DataFrame(by_score, schema=schema | {"_key": pl.Int64}, orient="row"),
+    )
+
+
+def categorise(events: pl.LazyFrame, variables: list[Variable]) -> pl.LazyFrame:
+    """Add ``_category`` and ``_score``: the charted text as a category (by text or alias, else by score)."""
+    by_text, by_score = category_lookups(variables)
     text = pl.col("value").str.strip_chars()
-    known = {c: c for c in variable.categories} | variable.aliases
-    by_text = text.replace_strict(known, default=None, return_dtype=pl.String)
     score = pl.coalesce(pl.col("valuenum"), text.cast(pl.Float64, strict=False)).round(0).cast(pl.Int64, strict=False)
-    by_score = score.replace_strict(variable.category_of_score(), default=None, return_dtype=pl.String)
-    return pl.coalesce(by_text, by_score)
+    return (
+        events.with_columns(text.alias("_text"), score.alias("_number"))
+        .join(by_text.lazy(), left_on=["variable", "_text"], right_on=["variable", "_key"], how="left")
+        .join(
+            by_score.lazy().rename({"_category": "_category_by_score", "_score": "_score_by_score"}),
+            left_on=["variable", "_number"], right_on=["variable", "_key"], how="left",
+        )
+        .with_columns(
+            pl.coalesce("_category", "_category_by_score").alias("_category"),
+            pl.coalesce("_score", "_score_by_score").alias("_score"),
+        )
+        .drop("_text", "_number", "_category_by_score", "_score_by_score")
+    )
 
 
 def extract_events(
@@ -110,20 +137,11 @@ def extract_events(
     frames = [windowed_chart_events(chartevents, stays, items, hours)]
     if labevents is not None:
         frames.append(windowed_lab_events(labevents, stays, items, hours))
-    events = pl.concat(frames)
-    numeric = [v for v in variables if not v.is_categorical]
-    categorical = [v for v in variables if v.is_categorical]
-    value = pl.lit(None, dtype=pl.Float64)
-    category = pl.lit(None, dtype=pl.String)
-    for v in numeric:
+    value = pl.col("_score")
+    for v in (v for v in variables if not v.is_categorical):
         value = pl.when(pl.col("variable") == v.name).then(numeric_value(v)).otherwise(value)
-    for v in categorical:
-        category = pl.when(pl.col("variable") == v.name).then(category_value(v)).otherwise(category)
-    for v in categorical:
-        scores = pl.col("_category").replace_strict(v.scores, default=None, return_dtype=pl.Float64)
-        value = pl.when(pl.col("variable") == v.name).then(scores).otherwise(value)
     return (
-        events.with_columns(category.alias("_category"))
+        categorise(pl.concat(frames), variables)
         .with_columns(value.alias("_value"), _hour())
         .filter(pl.col("_value").is_not_null())
         .select(
