@@ -48,7 +48,7 @@ def stays_with_age(icustays: pl.LazyFrame, admissions: pl.LazyFrame, patients: p
     >>> adm = pl.LazyFrame({"subject_id": [1], "hadm_id": [10], "admittime": [dt.datetime(2150, 1, 1)],
     ...     "dischtime": [dt.datetime(2150, 1, 9)], "deathtime": [None], "hospital_expire_flag": [0]})
     >>> pat = pl.LazyFrame({"subject_id": [1], "gender": ["F"], "anchor_age": [60], "anchor_year": [2148],
-    ...     "dob": [None], "dod": [None]})
+    ...     "dob": [None], "dod": [None]}, schema_overrides={"dob": pl.Datetime("us"), "dod": pl.Date})
     >>> stays_with_age(icu, adm, pat).select("age", "los_hours").collect().row(0)
     (62.0, 60.0)
     """

@@ -24,8 +24,11 @@ NOTE_SCHEMA = {
 def stay_notes(notes: pl.LazyFrame, cohort: pl.LazyFrame, hours: int) -> pl.LazyFrame:
     """Notes of each stay's admission, with one Boolean column per task: usable for that task.
 
+    Notes are matched to the stay by admission id, or, where a note has none, by patient and time.
+
     >>> import datetime as dt
-    >>> cohort = pl.LazyFrame({"stay_id": [1], "hadm_id": [10], "intime": [dt.datetime(2150, 1, 1)],
+    >>> cohort = pl.LazyFrame({"stay_id": [1], "subject_id": [5], "hadm_id": [10],
+    ...     "intime": [dt.datetime(2150, 1, 1)], "admittime": [dt.datetime(2150, 1, 1)],
     ...     "dischtime": [dt.datetime(2150, 1, 9)]})
     >>> notes = pl.LazyFrame({"note_id": ["a", "b", "c"], "subject_id": [5, 5, 5], "hadm_id": [10, 10, 10],
     ...     "charttime": [dt.datetime(2150, 1, 2), dt.datetime(2150, 1, 3, 1), dt.datetime(2150, 1, 10)],
@@ -34,9 +37,21 @@ def stay_notes(notes: pl.LazyFrame, cohort: pl.LazyFrame, hours: int) -> pl.Lazy
     [('a', True, True), ('b', False, True), ('c', False, False)]
     """
     cutoff = pl.col("intime") + pl.duration(hours=hours)
+    with_text = notes.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
+    stays = cohort.select("stay_id", "subject_id", "hadm_id", "intime", "admittime", "dischtime")
+    by_admission = with_text.filter(pl.col("hadm_id").is_not_null()).join(
+        stays.drop("subject_id"), on="hadm_id", how="inner"
+    )
+    # Notes without an admission id (many MIMIC-IV radiology reports) belong to the admission they fall in.
+    by_time = (
+        with_text.filter(pl.col("hadm_id").is_null())
+        .drop("hadm_id")
+        .join(stays, on="subject_id", how="inner")
+        .filter(pl.col("charttime").is_between(pl.col("admittime"), pl.col("dischtime")))
+    )
+    columns = ["stay_id", "note_id", "charttime", "category", "text", "intime", "dischtime"]
     return (
-        notes.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
-        .join(cohort.select("stay_id", "hadm_id", "intime", "dischtime"), on="hadm_id", how="inner")
+        pl.concat([by_admission.select(columns), by_time.select(columns)])
         .with_columns(
             hours_from_intime=(pl.col("charttime") - pl.col("intime")).dt.total_seconds() / 3600.0,
             mortality=(pl.col("charttime") < cutoff).fill_null(False),
