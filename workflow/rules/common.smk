@@ -19,6 +19,10 @@ def repo_path(path):
 
 
 VARIABLES = repo_path(config["variables"])
+KG = config["knowledge_graph"]
+KG_DIR = f"resources/kg/{KG['name']}"
+INDEX_DIR = f"{KG_DIR}/{config['text_encoder']['name']}"
+KG_DOWNLOAD_DIR = f"{KG_DIR}/download"
 
 
 def dataset_config(name):
@@ -92,6 +96,21 @@ def train_settings(wildcards):
     }
 
 
+def kg_source_root():
+    """Where the PrimeKG files are read from: the configured folder, or the download rule's output."""
+    return KG_DOWNLOAD_DIR if KG["download"]["enabled"] else KG.get("root")
+
+
+def kg_inputs():
+    if KG["kind"] != "primekg":
+        return []
+    return [f"{kg_source_root()}/kg.csv", f"{kg_source_root()}/disease_features.csv"]
+
+
+def encoder_settings():
+    return {k: config["text_encoder"][k] for k in ("model", "batch_size", "device")}
+
+
 def all_targets():
     targets = []
     for name in config["datasets"]:
@@ -99,5 +118,6 @@ def all_targets():
             f"results/{name}/cohort.parquet",
             f"results/{name}/notes.parquet",
             f"results/{name}/metrics/summary.md",
+            f"results/{name}/context.parquet",
         ]
     return targets

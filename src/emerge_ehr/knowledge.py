@@ -1,0 +1,154 @@
+"""Stage functions of the knowledge layer: KG, entity index, abnormal features, entities, alignment, retrieval.
+
+Like ``emerge_ehr.stages``, each reads the stage's input files, calls the pure logic and writes its
+outputs; the Snakemake scripts only map the ``snakemake`` object onto these.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import polars as pl
+
+from emerge_ehr.data.abnormal import abnormal_features, load_abnormal_terms
+from emerge_ehr.data.tables import InputError
+from emerge_ehr.stages import _atomic_parquet
+
+log = logging.getLogger("emerge_ehr")
+
+
+def build_kg(kind: str, root: str | None, out_dir: str | Path, max_icd_codes: int | None = None) -> None:
+    from emerge_ehr.kg.builtin import build_builtin_kg
+    from emerge_ehr.kg.primekg import build_primekg
+
+    started = time.perf_counter()
+    if kind == "primekg":
+        stats = build_primekg(root, out_dir)
+    else:
+        stats = build_builtin_kg(out_dir, max_icd_codes=max_icd_codes)
+    log.info("knowledge graph (%s) built in %.1f s: %s", kind, time.perf_counter() - started, stats)
+
+
+def download_kg(kg_url: str, disease_features_url: str, out_dir: str | Path) -> None:
+    from emerge_ehr.kg.download import download_primekg
+
+    download_primekg(kg_url, disease_features_url, out_dir)
+    log.info("PrimeKG downloaded to %s", out_dir)
+
+
+def _encoder(settings: dict):
+    from emerge_ehr.text.encoder import EncoderSettings, TextEncoder
+
+    return TextEncoder(EncoderSettings(**settings))
+
+
+def _cache(cache_dir: str | Path, encoder):
+    from emerge_ehr.text.encoder import EmbeddingCache
+
+    return EmbeddingCache(Path(cache_dir) / f"embeddings-{encoder.identity}.sqlite", encoder.dimension)
+
+
+def build_kg_index(nodes_path: str, out_dir: str | Path, encoder_settings: dict, index_settings: dict, cache_dir: str) -> None:
+    from emerge_ehr.kg.index import IndexSettings, build_index, index_entries, save_index
+    from emerge_ehr.text.encoder import embed_cached
+
+    started = time.perf_counter()
+    settings = IndexSettings(**index_settings | {"node_types": tuple(index_settings["node_types"])})
+    entries = index_entries(pl.read_parquet(nodes_path), settings)
+    if entries.height == 0:
+        raise InputError(f"{nodes_path}: no nodes of the types {list(settings.node_types)} (setting kg_index.node_types)")
+    encoder = _encoder(encoder_settings)
+    cache = _cache(cache_dir, encoder)
+    vectors, _ = embed_cached(entries.get_column("text").to_list(), encoder, cache)
+    cache.close()
+    index = build_index(vectors, settings)
+    save_index(index, entries, settings, {"model": encoder_settings["model"], "identity": encoder.identity,
+                                          "dimension": encoder.dimension}, out_dir)
+    log.info("index of %d strings for %d nodes built in %.1f s", entries.height, entries["node_index"].n_unique(),
+             time.perf_counter() - started)
+
+
+def abnormal(events_path: str, cohort_path: str, terms_path: str, threshold: float, out: str) -> None:
+    table = abnormal_features(
+        pl.scan_parquet(events_path), pl.scan_parquet(cohort_path), load_abnormal_terms(terms_path), threshold
+    ).collect()
+    _atomic_parquet(table, out)
+    log.info("abnormal features: %d rows for %d stays", table.height, table.get_column("stay_id").n_unique())
+
+
+def lexicon_entities(notes_path: str, nodes_path: str, abbreviations_path: str, node_types: list[str], out: str) -> None:
+    from emerge_ehr.text.lexicon import Lexicon, extract_entities, load_abbreviations
+
+    started = time.perf_counter()
+    terms = pl.read_parquet(nodes_path).filter(pl.col("type").is_in(node_types)).select("name", "synonyms")
+    lexicon = Lexicon.from_terms(terms, load_abbreviations(abbreviations_path))
+    notes = pl.read_parquet(notes_path)
+    entities = extract_entities(notes, lexicon)
+    _atomic_parquet(entities, out)
+    log.info("lexicon: %d entity rows from %d notes (%d unique entities) in %.1f s", entities.height, notes.height,
+             entities.get_column("entity").n_unique(), time.perf_counter() - started)
+
+
+def align_queries(entities: pl.DataFrame, abnormal_table: pl.DataFrame) -> pl.DataFrame:
+    """Unique strings to align across the whole cohort: entity, source (note/abnormal), phenotype."""
+    from_notes = entities.select("entity").unique().with_columns(
+        pl.lit("note").alias("source"), pl.lit(None, dtype=pl.String).alias("phenotype")
+    )
+    from_abnormal = abnormal_table.select(pl.col("phrase").alias("entity"), "phenotype").unique().with_columns(
+        pl.lit("abnormal").alias("source")
+    )
+    queries = pl.concat([from_notes.select("entity", "source", "phenotype"), from_abnormal.select("entity", "source", "phenotype")])
+    return queries.unique(["entity", "source"], keep="first").sort("source", "entity")
+
+
+def align(
+    entities_path: str, abnormal_path: str, nodes_path: str, index_dir: str, encoder_settings: dict,
+    align_settings: dict, cache_dir: str, out: str,
+) -> None:
+    from emerge_ehr.kg.align import AlignSettings
+    from emerge_ehr.kg.align import align as align_entities
+    from emerge_ehr.kg.index import load_index
+    from emerge_ehr.text.encoder import embed_cached
+
+    queries = align_queries(pl.read_parquet(entities_path), pl.read_parquet(abnormal_path))
+    index, entries, info = load_index(index_dir)
+    encoder = _encoder(encoder_settings)
+    if info["encoder"]["identity"] != encoder.identity:
+        raise InputError(
+            f"{index_dir} was built with encoder {info['encoder']['model']} ({info['encoder']['identity']}), not"
+            f" {encoder_settings['model']} ({encoder.identity}): rebuild it (snakemake --forcerun kg_index)"
+        )
+    cache = _cache(cache_dir, encoder)
+    vectors, stats = embed_cached(queries.get_column("entity").to_list(), encoder, cache)
+    cache.close()
+    started = time.perf_counter()
+    table = align_entities(queries, vectors, index, entries, pl.read_parquet(nodes_path), AlignSettings(**align_settings))
+    _atomic_parquet(table, out)
+    log.info(
+        "aligned %d strings (%d accepted) in %.2f s search; embedding cache hits %d, misses %d",
+        table.height, table.get_column("accepted").sum(), time.perf_counter() - started, stats.hits, stats.misses,
+    )
+
+
+def retrieve(
+    entities_path: str, notes_path: str, abnormal_path: str, aligned_path: str, nodes_path: str, edges_path: str,
+    cohort_path: str, tasks: list[str], settings: dict, out: str,
+) -> None:
+    from emerge_ehr.kg.retrieve import RetrieveSettings, build_context
+
+    context = build_context(
+        pl.read_parquet(entities_path),
+        pl.read_parquet(notes_path, columns=["stay_id", "note_id", *tasks]),
+        pl.read_parquet(abnormal_path),
+        pl.read_parquet(aligned_path),
+        pl.read_parquet(nodes_path, columns=["index", "name", "definition", "description"]),
+        pl.scan_parquet(edges_path),
+        tasks,
+        pl.read_parquet(cohort_path, columns=["stay_id"]).get_column("stay_id"),
+        RetrieveSettings(**settings),
+    )
+    _atomic_parquet(context, out)
+    sizes = context.group_by("task").agg(pl.col("node_indices").list.len().mean().alias("nodes")).sort("task")
+    log.info("context: %s", {task: round(float(n), 2) for task, n in sizes.rows()})

