@@ -14,11 +14,15 @@ import polars as pl
 import pytest
 import yaml
 
+from emerge_ehr.data.abnormal import ABNORMAL_SCHEMA
 from emerge_ehr.data.cohort import COHORT_COLUMNS
 from emerge_ehr.data.notes import NOTE_SCHEMA
 from emerge_ehr.data.timeseries import EVENT_SCHEMA
+from emerge_ehr.kg.align import ALIGNED_SCHEMA
+from emerge_ehr.kg.retrieve import CONTEXT_SCHEMA
 
 from conftest import REPO
+from kg_fixture import write_primekg_fixture
 
 pytestmark = pytest.mark.slow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -38,8 +42,17 @@ def snakemake(workdir: Path, config: Path | dict, *args: str, check: bool = True
     return result
 
 
-def load_config(name: str) -> dict:
-    return yaml.safe_load((REPO / "tests" / "configs" / name).read_text())
+def load_config(name: str, workdir: Path | None = None) -> dict:
+    """A test config; with ``workdir``, its knowledge graph is a small PrimeKG-format fixture written there.
+
+    (The built-in graph takes minutes to index; the PrimeKG path is what these tests exercise.)
+    """
+    config = yaml.safe_load((REPO / "tests" / "configs" / name).read_text())
+    if workdir is not None:
+        root = write_primekg_fixture(workdir / "primekg")
+        config["knowledge_graph"] = {"name": "fixture", "kind": "primekg", "root": str(root)}
+        config["cache_dir"] = str(workdir / "cache")
+    return config
 
 
 def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
@@ -54,7 +67,7 @@ def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny")
-    config = load_config("tiny-mimic4.yaml")
+    config = load_config("tiny-mimic4.yaml", workdir)
     snakemake(workdir, config)
     return workdir, config
 
@@ -90,6 +103,20 @@ def test_every_output_has_its_schema(tiny_run):
     table = (results / "metrics" / "summary.md").read_text()
     assert "| mortality | gru |" in table and "| readmission | gru |" in table
     assert (workdir / "logs" / "tiny" / "cohort.log").read_text().count("cohort flow") == 6
+    kg = workdir / "resources" / "kg" / "fixture"
+    assert pl.read_parquet(kg / "nodes.parquet").height == 30
+    assert (kg / "minilm" / "index.faiss").exists()
+    entities = pl.read_parquet(results / "entities.parquet")
+    assert set(entities.get_column("method")) == {"lexicon"} and entities.get_column("negated").any()
+    aligned = pl.read_parquet(results / "aligned.parquet")
+    assert dict(aligned.schema) == ALIGNED_SCHEMA and aligned.get_column("accepted").any()
+    context = pl.read_parquet(results / "context.parquet")
+    assert dict(context.schema) == CONTEXT_SCHEMA
+    assert context.height == 2 * cohort.height  # one row per task and stay
+    assert context.get_column("node_indices").list.len().max() <= 10
+    assert context.get_column("triples").str.contains(r"\(heart failure, ").any()
+    abnormal = pl.read_parquet(results / "abnormal.parquet")
+    assert dict(abnormal.schema) == ABNORMAL_SCHEMA and abnormal.get_column("z").abs().min() > 2
 
 
 def test_logs_carry_no_note_text(tiny_run):
@@ -114,8 +141,22 @@ def test_changing_a_model_setting_reruns_training_and_evaluation_only(tiny_run):
     assert planned_rules(result) == {"train", "evaluate", "metrics_table", "all"}
 
 
+def test_more_stays_embed_only_new_strings_and_reuse_the_index(tiny_run):
+    workdir, config = tiny_run
+    bigger = json.loads(json.dumps(config))
+    bigger["datasets"]["tiny"]["patients"] = 200
+    planned = planned_rules(snakemake(workdir, bigger, "--dry-run"))
+    assert "kg" not in planned and "kg_index" not in planned and "align" in planned
+    snakemake(workdir, bigger, "--until", "align")
+    log = (workdir / "logs" / "tiny" / "align.log").read_text()
+    hits, misses = map(int, re.search(r"embedding cache hits (\d+), misses (\d+)", log).groups())
+    aligned = pl.read_parquet(workdir / "results" / "tiny" / "aligned.parquet").height
+    assert hits > 0 and hits + misses == aligned and misses < aligned
+    snakemake(workdir, config)  # back to the module's configuration for the tests that follow
+
+
 def test_mimic3_layout_and_hospital_readmission(tmp_path):
-    config = load_config("tiny-mimic3.yaml")
+    config = load_config("tiny-mimic3.yaml", tmp_path)
     snakemake(tmp_path, config)
     results = tmp_path / "results" / "tiny3"
     meta = json.loads((results / "cohort.json").read_text())
@@ -134,7 +175,7 @@ def test_mimic4_demo_cohort_and_labels(tmp_path, mimic4_demo):
     >= 48 h and all have chart data. Of these 53: 8 in-hospital deaths; 16 ICU readmissions or deaths
     within 30 days of ICU discharge. The demo has no notes.
     """
-    config = load_config("mimic4-demo.yaml")
+    config = load_config("mimic4-demo.yaml", tmp_path)
     config["datasets"]["mimic4_demo"]["root"] = str(mimic4_demo)
     snakemake(tmp_path, config)
     results = tmp_path / "results" / "mimic4_demo"
@@ -143,6 +184,10 @@ def test_mimic4_demo_cohort_and_labels(tmp_path, mimic4_demo):
     assert meta["positives"] == {"mortality": 8, "readmission": 16}
     assert meta["patients"] == 47
     assert pl.read_parquet(results / "notes.parquet").height == 0
+    # No notes: no entities, yet abnormal features still reach the context.
+    assert pl.read_parquet(results / "entities.parquet").height == 0
+    context = pl.read_parquet(results / "context.parquet")
+    assert context.get_column("abnormal_features").list.len().sum() > 0
     assert np.load(results / "features.npy").shape == (53, 48, 61)
     assert (results / "metrics" / "summary.md").exists()
 
@@ -172,7 +217,7 @@ def test_bad_column_fails_the_job_with_file_and_column_and_keeps_other_outputs(t
         text = src.read().replace("outtime", "out_time", 1)
     with gzip.open(root / "icu" / "icustays.csv.gz", "wt") as dst:
         dst.write(text)
-    config = {"datasets": {"broken": {"kind": "mimic4", "root": str(root)}}}
+    config = load_config("mimic4-demo.yaml", tmp_path) | {"datasets": {"broken": {"kind": "mimic4", "root": str(root)}}}
     result = snakemake(tmp_path, config, check=False)
     assert result.returncode != 0
     log = (tmp_path / "logs" / "broken" / "convert" / "icustays.log").read_text()
