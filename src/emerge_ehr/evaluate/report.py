@@ -38,8 +38,14 @@ def evaluate_predictions(
     }
 
 
-def _cell(metric: dict) -> str:
-    return f"{100 * metric['value']:.2f} [{100 * metric['ci_low']:.2f}, {100 * metric['ci_high']:.2f}]"
+def _number(value: float | None, scale: float, digits: int) -> str:
+    """A metric for the table; n/a where it is undefined (e.g. a test split with a single class)."""
+    return "n/a" if value is None or value != value else f"{scale * value:.{digits}f}"
+
+
+def _cell(metric: dict, scale: float = 100.0, digits: int = 2) -> str:
+    value, low, high = (_number(metric[k], scale, digits) for k in ("value", "ci_low", "ci_high"))
+    return f"{value} [{low}, {high}]"
 
 
 def comparison_table(metric_files: list[str | Path]) -> pl.DataFrame:
@@ -61,12 +67,10 @@ def markdown_table(table: pl.DataFrame) -> str:
     header = ["task", "model", "test stays", "prevalence"] + [LABELS[m] for m in METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.iter_rows(named=True):
-        cells = [row["task"], row["model"], str(row["test_stays"]), f"{100 * row['prevalence']:.1f}%"]
+        cells = [row["task"], row["model"], str(row["test_stays"]), _number(row["prevalence"], 100.0, 1) + "%"]
         for name in METRICS:
             m = {"value": row[name], "ci_low": row[f"{name}_ci_low"], "ci_high": row[f"{name}_ci_high"]}
-            cells.append(
-                _cell(m) if name != "brier" else f"{m['value']:.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
-            )
+            cells.append(_cell(m) if name != "brier" else _cell(m, 1.0, 4))
         lines.append("| " + " | ".join(cells) + " |")
     note = "\nValues x100 with bootstrap confidence intervals on the test split; Brier score unscaled.\n"
     return "\n".join(lines) + "\n" + note

@@ -1,0 +1,89 @@
+"""Stage functions of the LLM stages: model conversion, sharded entity extraction and summaries, gathering."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import polars as pl
+
+from emerge_ehr.llm.backends import LLMSettings, make_backend
+from emerge_ehr.llm.cache import AnswerCache
+from emerge_ehr.llm.runner import run
+from emerge_ehr.stages import _atomic_parquet
+
+log = logging.getLogger("emerge_ehr")
+
+
+def prepare_model(package: str, out_dir: str) -> None:
+    from emerge_ehr.llm.models import convert_gguf, packaged_gguf
+
+    convert_gguf(packaged_gguf(package), out_dir)
+
+
+def _shard(frame: pl.DataFrame, shard: int, shards: int) -> pl.DataFrame:
+    """Rows of one shard: by stay, so a stay's prompts stay together and shards stay stable as stays are added."""
+    return frame.filter(pl.col("stay_id") % shards == shard)
+
+
+def _settings(llm: dict) -> LLMSettings:
+    return LLMSettings(**llm)
+
+
+def _run(requests, llm: dict, cache_dir: str, label: str, stats_out: str):
+    settings = _settings(llm)
+    backend = make_backend(settings)
+    cache = AnswerCache(Path(cache_dir) / "llm-answers.sqlite")
+    try:
+        results, stats = run(requests, backend, cache, settings, label)
+    finally:
+        cache.close()
+    Path(stats_out).write_text(json.dumps(stats.as_dict(), indent=2) + "\n")
+    return results
+
+
+def llm_entities(
+    notes_path: str, abbreviations_path: str, shard: int, shards: int, llm: dict, extraction: dict,
+    cache_dir: str, out: str, stats_out: str,
+) -> None:
+    from emerge_ehr.llm.extract import ExtractionSettings, extraction_requests, refine
+    from emerge_ehr.text.lexicon import load_abbreviations
+
+    notes = _shard(pl.read_parquet(notes_path), shard, shards)
+    requests, rows = extraction_requests(notes, ExtractionSettings(**extraction), _settings(llm).max_model_len)
+    results = _run(requests, llm, cache_dir, f"entities shard {shard + 1}/{shards}", stats_out)
+    answers: dict[int, list[str]] = {}
+    for row, result in zip(rows, results):
+        answers.setdefault(row, []).extend(result.value["entities"] if result.value else [])
+    entities = refine(notes, answers, load_abbreviations(abbreviations_path))
+    _atomic_parquet(entities, out)
+    log.info("llm entities shard %d/%d: %d notes, %d entity rows", shard + 1, shards, notes.height, entities.height)
+
+
+def gather_entities(paths: list[str], out: str) -> None:
+    """All methods' entities in one table (the ``entities`` contract)."""
+    frames = [pl.read_parquet(p) for p in paths]
+    table = pl.concat(frames).sort(
+        ["stay_id", "note_id", "method", "count", "entity"], descending=[False, False, False, True, False]
+    )
+    _atomic_parquet(table, out)
+    log.info("entities: %s", dict(table.group_by("method").len().sort("method").rows()))
+
+
+def summarize(context_path: str, shard: int, shards: int, llm: dict, summary: dict, cache_dir: str, out: str,
+              stats_out: str) -> None:
+    from emerge_ehr.llm.summarize import SummarySettings, summaries_table, summary_requests
+
+    context = _shard(pl.read_parquet(context_path), shard, shards)
+    requests, prompts = summary_requests(context, SummarySettings(**summary))
+    results = _run(requests, llm, cache_dir, f"summaries shard {shard + 1}/{shards}", stats_out)
+    table = summaries_table(prompts, results)
+    _atomic_parquet(table, out)
+    log.info("summaries shard %d/%d: %s", shard + 1, shards, dict(table.group_by("status").len().sort("status").rows()))
+
+
+def gather_summaries(paths: list[str], out: str) -> None:
+    table = pl.concat([pl.read_parquet(p) for p in paths]).sort("task", "stay_id")
+    _atomic_parquet(table, out)
+    log.info("summaries: %s", dict(table.group_by("status").len().sort("status").rows()))

