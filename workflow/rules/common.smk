@@ -148,4 +148,6 @@ def all_targets():
             f"results/{name}/context.parquet",
             f"results/{name}/summaries.parquet",
         ]
+        if dataset_config(name)["kind"] == "synthetic":
+            targets.append(f"results/{name}/entity_quality.md")
     return targets

@@ -55,3 +55,20 @@ rule entities:
         "logs/{dataset}/entities.log",
     script:
         "../scripts/gather_entities.py"
+
+
+rule entity_quality:
+    input:
+        entities="results/{dataset}/entities.parquet",
+        truth="resources/synthetic/{dataset}/ground_truth.parquet",
+        cohort="results/{dataset}/cohort.parquet",
+        abbreviations=repo_path(config["entities"]["abbreviations"]),
+    output:
+        json="results/{dataset}/entity_quality.json",
+        markdown="results/{dataset}/entity_quality.md",
+    conda:
+        "../../envs/data.yaml"
+    log:
+        "logs/{dataset}/entity_quality.log",
+    script:
+        "../scripts/entity_quality.py"

@@ -87,3 +87,19 @@ def gather_summaries(paths: list[str], out: str) -> None:
     table = pl.concat([pl.read_parquet(p) for p in paths]).sort("task", "stay_id")
     _atomic_parquet(table, out)
     log.info("summaries: %s", dict(table.group_by("status").len().sort("status").rows()))
+
+
+def entity_quality(entities_path: str, truth_path: str, cohort_path: str, abbreviations_path: str, out_json: str,
+                   out_md: str) -> None:
+    """Synthetic datasets only: extraction precision and recall against the planted conditions."""
+    from emerge_ehr.evaluate.entities import condition_keys, extraction_quality, quality_markdown
+    from emerge_ehr.text.lexicon import load_abbreviations
+
+    rows = extraction_quality(
+        pl.read_parquet(entities_path), pl.read_parquet(truth_path),
+        pl.read_parquet(cohort_path, columns=["stay_id"]).get_column("stay_id"),
+        condition_keys(load_abbreviations(abbreviations_path)),
+    )
+    Path(out_json).write_text(json.dumps(rows, indent=2) + "\n")
+    Path(out_md).write_text(quality_markdown(rows))
+    log.info("entity quality: %s", {r["method"]: (r["precision"], r["recall"]) for r in rows})
