@@ -90,6 +90,7 @@ class VLLMBackend:
         self.settings = settings
         self.identity = f"vllm:{identity}"
         self._engine = None
+        self._on_gpu = False
 
     def _start(self):
         import torch
@@ -106,7 +107,8 @@ class VLLMBackend:
         os.environ.setdefault("DO_NOT_TRACK", "1")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         kwargs = {}
-        if torch.cuda.is_available():
+        self._on_gpu = torch.cuda.is_available()
+        if self._on_gpu:
             kwargs["gpu_memory_utilization"] = self.settings.gpu_memory_utilization
         else:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.kv_cache_gb))
@@ -127,10 +129,12 @@ class VLLMBackend:
 
         if self._engine is None:
             self._start()
-        params = [
-            SamplingParams(**decoding(self.settings, r), structured_outputs=StructuredOutputsParams(json=r.schema))
-            for r in requests
-        ]
+        params = []
+        for r in requests:
+            values = decoding(self.settings, r)
+            if not self._on_gpu:  # per-request seeds break sampling in the CPU build; the engine is seeded
+                values.pop("seed")
+            params.append(SamplingParams(**values, structured_outputs=StructuredOutputsParams(json=r.schema)))
         outputs = self._engine.chat([r.messages for r in requests], sampling_params=params, use_tqdm=False)
         return [Answer(o.outputs[0].text, len(o.outputs[0].token_ids)) for o in outputs]
 
