@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from emerge_ehr.data.synthetic import CONDITIONS, generate  # noqa: E402
 from emerge_ehr.text.lexicon import Lexicon, extract_entities, load_abbreviations, normalise  # noqa: E402
+from emerge_ehr.evaluate.entities import condition_keys  # noqa: E402
 
 KG_NODES = REPO / "resources" / "kg" / "builtin" / "nodes.parquet"
 KG_TYPES = ("disease", "effect/phenotype")
@@ -71,18 +72,6 @@ def fake_terms(texts: list[str], n: int, seed: int) -> pl.DataFrame:
         start = rng.randrange(len(tokens) - 3)
         names.append(" ".join(tokens[start:start + rng.randint(1, 3)]))
     return pl.DataFrame({"name": names, "synonyms": [[]] * n}, schema=TERMS_SCHEMA)
-
-
-def condition_keys(abbreviations: dict[str, str]) -> dict[str, str]:
-    """Normalised entity -> generator condition, from names, surface forms and abbreviation expansions."""
-    keys = {}
-    for cond in CONDITIONS:
-        for form in (cond.name, *cond.forms):
-            keys[normalise(form)] = cond.name
-            expansion = abbreviations.get(form) or abbreviations.get(form.lower())
-            if expansion:
-                keys[normalise(expansion)] = cond.name
-    return keys
 
 
 def load_notes(root: Path) -> pl.DataFrame:
