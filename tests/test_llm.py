@@ -178,7 +178,7 @@ def test_vllm_engine_answers_schema_valid_json(model_dir, tmp_path):
     assert stats.calls >= 3 and stats.failures == 0
     assert all(isinstance(r.value["entities"], list) for r in results)
     _, again = run(requests, make_backend(settings), cache, settings, "test")
-    assert again.calls == 0 and again.cache_hits == 3
+    assert again.calls == 0 and again.cache_hits == stats.calls  # retries of bad answers are cached too
 
 
 RESUME_SCRIPT = """
@@ -193,7 +193,7 @@ notes = pl.DataFrame({{"stay_id": list(range(12)), "note_id": [str(i) for i in r
                       "text": [f"Patient {{i}} with pneumonia and CHF." for i in range(12)]}})
 requests, _ = extraction_requests(notes, ExtractionSettings(), 2048)
 results, stats = run(requests, make_backend(settings), AnswerCache({cache!r}), settings, "resume")
-print("CALLS", stats.calls)
+print("CALLS", stats.calls, "HITS", stats.cache_hits)
 """
 
 
@@ -220,12 +220,13 @@ def test_a_killed_run_resumes_without_repeating_finished_calls(model_dir, tmp_pa
     process.wait()
     assert 4 <= done < 12, f"the run was not interrupted halfway ({done} answers cached)"
     finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
-    calls = int(finished.stdout.split("CALLS")[1].split()[0])
+    words = finished.stdout.split()
+    calls, hits = int(words[words.index("CALLS") + 1]), int(words[words.index("HITS") + 1])
     import sqlite3
 
-    answered_before_kill = done
-    assert calls <= 12 - answered_before_kill
-    assert sqlite3.connect(cache).execute("SELECT COUNT(*) FROM answers").fetchone()[0] >= 12
+    stored = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    assert hits >= done  # everything answered before the kill came from the cache
+    assert stored == done + calls  # and no prompt was answered twice
 
 
 def free_port() -> int:
@@ -243,7 +244,7 @@ def test_openai_backend_against_a_real_vllm_server_on_loopback(model_dir, tmp_pa
                         "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model_dir), "--host", "127.0.0.1",
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--host", "127.0.0.1",
          "--port", str(port), "--max-model-len", "2048", "--dtype", "bfloat16", "--enforce-eager",
          "--served-model-name", "smollm2"],
         stdout=log, stderr=subprocess.STDOUT, env=env,
