@@ -31,6 +31,7 @@ include: "workflow/rules/entities.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/retrieve.smk"
 include: "workflow/rules/summarize.smk"
+include: "workflow/rules/embed.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 

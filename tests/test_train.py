@@ -17,7 +17,7 @@ def planted(n=300, seed=0):
     logits = 2.0 * x[:, -3:, 0].mean(axis=1)
     y = (rng.random(n) < 1 / (1 + np.exp(-3 * logits))).astype(float)
     splits = np.array(["train"] * int(0.6 * n) + ["val"] * int(0.2 * n) + ["test"] * (n - int(0.8 * n)))
-    return x, y, splits, np.arange(n) + 1000
+    return {"series": x}, y, splits, np.arange(n) + 1000
 
 
 def test_shapes_including_a_batch_of_one():

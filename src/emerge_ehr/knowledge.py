@@ -10,6 +10,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from emerge_ehr.data.abnormal import abnormal_features, load_abnormal_terms
@@ -152,3 +153,31 @@ def retrieve(
     _atomic_parquet(context, out)
     sizes = context.group_by("task").agg(pl.col("node_indices").list.len().mean().alias("nodes")).sort("task")
     log.info("context: %s", {task: round(float(n), 2) for task, n in sizes.rows()})
+
+
+def embed(
+    notes_path: str, summaries_path: str, cohort_path: str, task: str, encoder_settings: dict, chunk_words: int,
+    max_chunks: int, cache_dir: str, out: str,
+) -> None:
+    """Note-chunk and summary embeddings of every stay for one task (``embeddings/{task}.npz``)."""
+    from emerge_ehr.text.embed import note_chunks, text_arrays
+    from emerge_ehr.text.encoder import embed_cached
+
+    notes = pl.read_parquet(notes_path, columns=["stay_id", "note_id", "charttime", "text", task])
+    chunks = note_chunks(notes, task, chunk_words, max_chunks)
+    summaries = pl.read_parquet(summaries_path).filter((pl.col("task") == task) & pl.col("summary").is_not_null())
+    encoder = _encoder(encoder_settings)
+    cache = _cache(cache_dir, encoder)
+    chunk_vectors, chunk_stats = embed_cached(chunks.get_column("text").to_list(), encoder, cache)
+    summary_vectors, summary_stats = embed_cached(summaries.get_column("summary").to_list(), encoder, cache)
+    cache.close()
+    stays = pl.read_parquet(cohort_path, columns=["stay_id"]).get_column("stay_id").to_numpy()
+    arrays = text_arrays(stays, chunks, chunk_vectors, summaries, summary_vectors, max_chunks, encoder.dimension)
+    tmp = Path(out + ".partial.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(out)
+    log.info(
+        "%s embeddings: %d stays, %d with notes, %d with a summary; cache hits %d, misses %d",
+        task, len(stays), int(arrays["notes_mask"].any(axis=1).sum()), int(arrays["summary_mask"].sum()),
+        chunk_stats.hits + summary_stats.hits, chunk_stats.misses + summary_stats.misses,
+    )

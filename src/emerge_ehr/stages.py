@@ -128,21 +128,31 @@ def stay_notes(notes_path: str, cohort_path: str, hours: int, out: str | Path) -
     )
 
 
-def train(features_path: str, cohort_path: str, task: str, settings: dict, out_dir: str | Path, threads: int) -> None:
+def model_inputs(features_path: str, embeddings_path: str | None, n_stays: int) -> dict[str, np.ndarray]:
+    """The arrays a model reads, rows in cohort order: the series and, for text models, the text tokens."""
+    inputs = {"series": np.load(features_path).astype(np.float32, copy=False)}
+    if embeddings_path:
+        with np.load(embeddings_path) as text:
+            inputs |= {name: text[name] for name in ("notes", "notes_mask", "summary", "summary_mask")}
+    for name, array in inputs.items():
+        if array.shape[0] != n_stays:
+            raise tables.InputError(f"{name} has {array.shape[0]} rows but the cohort has {n_stays} stays")
+    return inputs
+
+
+def train(features_path: str, embeddings_path: str | None, cohort_path: str, task: str, settings: dict,
+          out_dir: str | Path, threads: int) -> None:
     import torch
 
     from emerge_ehr.model.train import TrainSettings
     from emerge_ehr.model.train import train as train_model
 
     torch.set_num_threads(max(1, threads))
-    features = np.load(features_path)
     table = pl.read_parquet(cohort_path)
-    if features.shape[0] != table.height:
-        raise tables.InputError(f"{features_path} has {features.shape[0]} rows but {cohort_path} has {table.height} stays")
     labels = table.get_column(task).cast(pl.Float64).fill_null(float("nan")).to_numpy()
     summary = train_model(
-        features, labels, table.get_column("split").to_numpy(), table.get_column("stay_id").to_numpy(),
-        TrainSettings(**settings), out_dir,
+        model_inputs(features_path, embeddings_path, table.height), labels, table.get_column("split").to_numpy(),
+        table.get_column("stay_id").to_numpy(), TrainSettings(**settings), out_dir,
     )
     log.info("trained %s for %s: best epoch %d of %d on %s", settings["model"], task,
              summary["best_epoch"], summary["epochs_run"], summary["device"])

@@ -84,7 +84,8 @@ def cohort_settings():
 
 def train_settings(wildcards):
     t = config["train"]
-    return config["model_settings"].get(wildcards.model, {}) | {
+    settings = config["model_settings"]
+    return settings.get("default", {}) | settings.get(wildcards.model, {}) | {
         "model": wildcards.model,
         "learning_rate": t["learning_rate"],
         "weight_decay": t["weight_decay"],
@@ -136,6 +137,19 @@ def entity_inputs(wildcards):
     if "llm" in config["entities"]["methods"]:
         paths += [f"results/{wildcards.dataset}/entities/llm/shard{i}.parquet" for i in shards("llm_entities")]
     return paths
+
+
+TEXT_MODELS = ("emerge", "emerge_concat", "ts_note", "ts_summary", "note_only", "summary_only")
+
+
+def train_inputs(wildcards):
+    inputs = {
+        "features": f"results/{wildcards.dataset}/features.npy",
+        "cohort": f"results/{wildcards.dataset}/cohort.parquet",
+    }
+    if wildcards.model in TEXT_MODELS:
+        inputs["embeddings"] = f"results/{wildcards.dataset}/embeddings/{wildcards.task}.npz"
+    return inputs
 
 
 def all_targets():

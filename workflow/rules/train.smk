@@ -3,8 +3,7 @@
 
 rule train:
     input:
-        features="results/{dataset}/features.npy",
-        cohort="results/{dataset}/cohort.parquet",
+        unpack(train_inputs),
     output:
         model="results/{dataset}/models/{task}/{model}/seed{seed}/model.pt",
         history="results/{dataset}/models/{task}/{model}/seed{seed}/history.csv",

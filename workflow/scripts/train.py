@@ -10,6 +10,7 @@ from emerge_ehr import stages  # noqa: E402
 
 stages.train(
     snakemake.input.features,
+    snakemake.input.get("embeddings") or None,
     snakemake.input.cohort,
     snakemake.wildcards.task,
     snakemake.params.settings,

@@ -1,4 +1,4 @@
-"""Time-series-only baseline: a recurrent encoder over the hourly inputs and the EMERGE prediction head."""
+"""Time-series-only models: a recurrent or Transformer encoder over the hourly inputs, and the EMERGE head."""
 
 from __future__ import annotations
 
@@ -19,23 +19,52 @@ class PredictionHead(nn.Module):
         return self.net(pooled).squeeze(-1)
 
 
-class GRUClassifier(nn.Module):
-    """One-layer GRU over (batch, hours, inputs); the last hidden state feeds the head; returns logits."""
+class SequenceClassifier(nn.Module):
+    """GRU or LSTM (last hidden state) or Transformer encoder (mean over hours) over (batch, hours, inputs).
 
-    def __init__(self, n_inputs: int, hidden_size: int = 128, dropout: float = 0.25) -> None:
+    Text inputs, when given, are ignored: these are the time-series-only baselines.
+    """
+
+    def __init__(self, kind: str, n_inputs: int, hidden_size: int = 128, dropout: float = 0.25, hours: int = 48,
+                 heads: int = 4) -> None:
         super().__init__()
-        self.encoder = nn.GRU(n_inputs, hidden_size, batch_first=True)
+        self.kind = kind
+        if kind == "gru":
+            self.encoder = nn.GRU(n_inputs, hidden_size, batch_first=True)
+        elif kind == "lstm":
+            self.encoder = nn.LSTM(n_inputs, hidden_size, batch_first=True)
+        elif kind == "transformer":
+            self.embed = nn.Linear(n_inputs, hidden_size)
+            self.position = nn.Parameter(torch.zeros(1, hours, hidden_size))
+            layer = nn.TransformerEncoderLayer(hidden_size, heads, 2 * hidden_size, dropout, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+        else:
+            raise ValueError(f"unknown sequence model {kind!r}")
         self.head = PredictionHead(hidden_size, dropout)
 
-    def forward(self, series: torch.Tensor) -> torch.Tensor:
+    def forward(self, series: torch.Tensor, **_text) -> torch.Tensor:
+        if self.kind == "transformer":
+            tokens = self.encoder(self.embed(series) + self.position[:, : series.shape[1]])
+            return self.head(tokens.mean(dim=1))
         _, last = self.encoder(series)
+        if self.kind == "lstm":
+            last = last[0]
         return self.head(last[-1])
 
 
-MODELS = {"gru": GRUClassifier}
+SEQUENCE_MODELS = ("gru", "lstm", "transformer")
 
 
-def build_model(name: str, n_inputs: int, hidden_size: int, dropout: float) -> nn.Module:
-    if name not in MODELS:
-        raise ValueError(f"unknown model '{name}': expected one of {', '.join(MODELS)}")
-    return MODELS[name](n_inputs, hidden_size=hidden_size, dropout=dropout)
+def GRUClassifier(n_inputs: int, hidden_size: int = 128, dropout: float = 0.25) -> SequenceClassifier:  # noqa: N802
+    return SequenceClassifier("gru", n_inputs, hidden_size, dropout)
+
+
+def build_model(name: str, n_inputs: int, hidden_size: int, dropout: float, text_dim: int = 0, heads: int = 4) -> nn.Module:
+    """Any neural model of the comparison by name: time-series baselines, EMERGE and its ablations."""
+    from emerge_ehr.model.emerge import EMERGE, VARIANTS
+
+    if name in SEQUENCE_MODELS:
+        return SequenceClassifier(name, n_inputs, hidden_size, dropout, heads=heads)
+    if name in VARIANTS:
+        return EMERGE(n_inputs, text_dim, hidden_size, heads, dropout, **VARIANTS[name])
+    raise ValueError(f"unknown model '{name}': expected one of {', '.join(SEQUENCE_MODELS + tuple(VARIANTS))}")

@@ -33,6 +33,7 @@ class TrainSettings:
     patience: int = 10
     seed: int = 0
     device: str = "auto"
+    heads: int = 4
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -51,12 +52,18 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> np.ndarray:
+def _batch(inputs: dict[str, torch.Tensor], rows: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    return {name: tensor[rows].to(device) for name, tensor in inputs.items()}
+
+
+def _predict(model: nn.Module, inputs: dict[str, torch.Tensor], rows: np.ndarray, batch_size: int,
+             device: torch.device) -> np.ndarray:
     model.eval()
     out = []
+    rows = torch.from_numpy(rows)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        for start in range(0, len(x), batch_size):
-            out.append(torch.sigmoid(model(x[start : start + batch_size].to(device)).float()).cpu())
+        for start in range(0, len(rows), batch_size):
+            out.append(torch.sigmoid(model(**_batch(inputs, rows[start : start + batch_size], device)).float()).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 
@@ -70,7 +77,7 @@ def _selection_score(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def train(
-    features: np.ndarray,
+    inputs: dict[str, np.ndarray],
     labels: np.ndarray,
     splits: np.ndarray,
     stay_ids: np.ndarray,
@@ -79,7 +86,9 @@ def train(
 ) -> dict:
     """Train one model for one task and seed; write checkpoint, history and predictions to ``out_dir``.
 
-    Stays whose label is missing (NaN: not at risk) are left out. Returns a summary dict.
+    ``inputs`` holds one array per model input, rows aligned with ``labels`` (``series``; for text models
+    also ``notes``, ``notes_mask``, ``summary``, ``summary_mask``). Stays whose label is missing (NaN: not
+    at risk) are left out. Returns a summary dict.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,9 +99,12 @@ def train(
     for name, idx in parts.items():
         if len(idx) == 0:
             raise ValueError(f"the {name} split has no labelled stays: the cohort is too small for this task")
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    x = {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in inputs.items()}
     y = torch.from_numpy(labels.astype(np.float32))
-    model = build_model(settings.model, x.shape[-1], settings.hidden_size, settings.dropout).to(device)
+    n_inputs = x["series"].shape[-1]
+    text_dim = x["notes"].shape[-1] if "notes" in x else x["summary"].shape[-1] if "summary" in x else 0
+    model = build_model(settings.model, n_inputs, settings.hidden_size, settings.dropout, text_dim, settings.heads)
+    model = model.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     generator = torch.Generator().manual_seed(settings.seed)
@@ -107,14 +119,14 @@ def train(
         total = 0.0
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
-            xb, yb = x[batch].to(device), y[batch].to(device)
+            yb = y[batch].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = loss_fn(model(xb).float(), yb)
+                loss = loss_fn(model(**_batch(x, batch, device)).float(), yb)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             total += loss.item() * len(batch)
-        p_val = _predict(model, x[parts["val"]], settings.batch_size, device)
+        p_val = _predict(model, x, parts["val"], settings.batch_size, device)
         score = _selection_score(y_val, p_val)
         seconds = time.perf_counter() - started
         history.append({
@@ -133,7 +145,8 @@ def train(
                 log.info("early stop after epoch %d (best epoch %d)", epoch, best_epoch)
                 break
     model.load_state_dict(best_state)
-    torch.save({"state_dict": best_state, "settings": asdict(settings), "n_inputs": x.shape[-1]}, out_dir / "model.pt")
+    torch.save({"state_dict": best_state, "settings": asdict(settings), "n_inputs": n_inputs, "text_dim": text_dim},
+               out_dir / "model.pt")
     pl.DataFrame(history).write_csv(out_dir / "history.csv")
     rows = []
     for name in ("val", "test"):
@@ -142,7 +155,7 @@ def train(
             "stay_id": stay_ids[idx].astype(np.int64),
             "split": [name] * len(idx),
             "label": labels[idx].astype(np.int8),
-            "probability": _predict(model, x[idx], settings.batch_size, device).astype(np.float64),
+            "probability": _predict(model, x, idx, settings.batch_size, device).astype(np.float64),
         }))
     pl.concat(rows).write_parquet(out_dir / "predictions.parquet")
     summary = {

@@ -1,0 +1,132 @@
+"""The EMERGE fusion network, in one file: time series, note and summary tokens, two cross-attention branches.
+
+Inputs per stay
+    series        (B, 48, 61)  hourly inputs
+    notes         (B, K, D)    embeddings of the note chunks usable for the task (K slots, most recent last)
+    notes_mask    (B, K)       True where a slot holds a chunk
+    summary       (B, D)       embedding of the LLM summary of the retrieved knowledge
+    summary_mask  (B,)         True where the stay has a summary
+
+Architecture (EMERGE section 6, with real attention): a GRU keeps all 48 hidden states as time-series tokens;
+note chunks and the summary are projected to the hidden size (the text tokens); the time series attends to
+the text and the text attends to the time series, each branch multi-head attention with a residual
+connection, layer normalisation and a feed-forward layer; each side is pooled (masked mean), the two are
+concatenated and fused by an MLP; the paper's head gives one logit.
+
+Missing modalities are masked, never zero-filled into attention: a stay without notes attends over its
+summary alone, and a stay without any text gets its prediction from the time series (its text side is zero).
+The released code's single token per modality would make the softmax trivially 1; several tokens per side
+make the attention real.
+
+The same class gives the ablations: drop a modality (``use_series``, ``use_notes``, ``use_summary``) or replace
+cross-attention by concatenating the pooled tokens (``fusion="concat"``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from emerge_ehr.model.sequence import PredictionHead
+
+
+def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid tokens; zero where a row has none."""
+    weights = mask.unsqueeze(-1).to(tokens.dtype)
+    return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class CrossAttention(nn.Module):
+    """Queries attend to keys (multi-head), then residual + LayerNorm, feed-forward, residual + LayerNorm."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.norm_attention = nn.LayerNorm(hidden)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * hidden, hidden)
+        )
+        self.norm_output = nn.LayerNorm(hidden)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        has_keys = key_mask.any(dim=1)
+        # A row without any valid key would make the softmax undefined: let it see one dummy key, then drop
+        # the attention output for that row so that only the residual path remains.
+        safe_mask = key_mask.clone()
+        safe_mask[~has_keys, 0] = True
+        attended, _ = self.attention(queries, keys, keys, key_padding_mask=~safe_mask, need_weights=False)
+        attended = attended * has_keys[:, None, None].to(attended.dtype)
+        x = self.norm_attention(queries + attended)
+        return self.norm_output(x + self.feed_forward(x))
+
+
+class EMERGE(nn.Module):
+    def __init__(
+        self,
+        n_inputs: int,
+        text_dim: int,
+        hidden_size: int = 128,
+        heads: int = 4,
+        dropout: float = 0.25,
+        use_series: bool = True,
+        use_notes: bool = True,
+        use_summary: bool = True,
+        fusion: str = "cross_attention",
+    ) -> None:
+        super().__init__()
+        if fusion not in ("cross_attention", "concat"):
+            raise ValueError(f"fusion must be cross_attention or concat, not {fusion!r}")
+        if not (use_notes or use_summary or use_series):
+            raise ValueError("the model needs at least one modality")
+        self.use_series, self.use_notes, self.use_summary = use_series, use_notes, use_summary
+        self.cross = fusion == "cross_attention" and use_series and (use_notes or use_summary)
+        self.series_encoder = nn.GRU(n_inputs, hidden_size, batch_first=True) if use_series else None
+        self.note_projection = nn.Linear(text_dim, hidden_size) if use_notes else None
+        self.summary_projection = nn.Linear(text_dim, hidden_size) if use_summary else None
+        # Text fusion: notes and summary share one token sequence; a learned embedding tells them apart.
+        self.text_type = nn.Embedding(2, hidden_size)
+        if self.cross:
+            self.series_to_text = CrossAttention(hidden_size, heads, dropout)
+            self.text_to_series = CrossAttention(hidden_size, heads, dropout)
+        sides = int(use_series) + int(use_notes or use_summary)
+        self.fusion = nn.Sequential(nn.Linear(sides * hidden_size, hidden_size), nn.ReLU(), nn.Dropout(dropout))
+        self.head = PredictionHead(hidden_size, dropout)
+
+    def text_tokens(self, notes, notes_mask, summary, summary_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, masks = [], []
+        if self.use_notes:
+            tokens.append(self.note_projection(notes) + self.text_type.weight[0])
+            masks.append(notes_mask)
+        if self.use_summary:
+            tokens.append(self.summary_projection(summary).unsqueeze(1) + self.text_type.weight[1])
+            masks.append(summary_mask.unsqueeze(1))
+        return torch.cat(tokens, dim=1), torch.cat(masks, dim=1)
+
+    def forward(self, series, notes=None, notes_mask=None, summary=None, summary_mask=None) -> torch.Tensor:
+        pooled = []
+        if self.use_series:
+            series_tokens, _ = self.series_encoder(series)  # (B, 48, H): every hour is a token
+            series_mask = torch.ones(series_tokens.shape[:2], dtype=torch.bool, device=series.device)
+        if self.use_notes or self.use_summary:
+            text, text_mask = self.text_tokens(notes, notes_mask, summary, summary_mask)
+        if self.cross:
+            pooled.append(self.series_to_text(series_tokens, text, text_mask).mean(dim=1))
+            text_side = self.text_to_series(text, series_tokens, series_mask)
+            pooled.append(masked_mean(text_side, text_mask))
+        else:
+            if self.use_series:
+                pooled.append(series_tokens.mean(dim=1))
+            if self.use_notes or self.use_summary:
+                pooled.append(masked_mean(text, text_mask))
+        return self.head(self.fusion(torch.cat(pooled, dim=-1)))
+
+
+# name -> (modalities, fusion): EMERGE and its ablations
+VARIANTS = {
+    "emerge": dict(use_series=True, use_notes=True, use_summary=True, fusion="cross_attention"),
+    "emerge_concat": dict(use_series=True, use_notes=True, use_summary=True, fusion="concat"),
+    "ts_note": dict(use_series=True, use_notes=True, use_summary=False, fusion="cross_attention"),
+    "ts_summary": dict(use_series=True, use_notes=False, use_summary=True, fusion="cross_attention"),
+    "note_only": dict(use_series=False, use_notes=True, use_summary=False, fusion="concat"),
+    "summary_only": dict(use_series=False, use_notes=False, use_summary=True, fusion="concat"),
+}

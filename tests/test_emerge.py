@@ -1,0 +1,82 @@
+"""The EMERGE model and its ablations: shapes, masking of missing text, real attention, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emerge_ehr.model.emerge import EMERGE, VARIANTS, CrossAttention, masked_mean
+from emerge_ehr.model.sequence import SEQUENCE_MODELS, build_model
+from emerge_ehr.model.train import TrainSettings, train
+
+
+def batch(n=3, k=4, d=16, with_notes=(True, False, True)):
+    torch.manual_seed(0)
+    notes_mask = torch.zeros(n, k, dtype=torch.bool)
+    for i, has in enumerate(with_notes[:n]):
+        notes_mask[i, : (2 if has else 0)] = True
+    return {
+        "series": torch.randn(n, 48, 61), "notes": torch.randn(n, k, d), "notes_mask": notes_mask,
+        "summary": torch.randn(n, d), "summary_mask": torch.tensor([True, True, False][:n]),
+    }
+
+
+@pytest.mark.parametrize("name", list(VARIANTS) + list(SEQUENCE_MODELS))
+def test_every_model_gives_one_finite_logit_per_stay_even_for_a_batch_of_one(name):
+    model = build_model(name, 61, 32, 0.1, text_dim=16, heads=4).eval()
+    for n in (3, 1):
+        out = model(**batch(n))
+        assert out.shape == (n,) and torch.isfinite(out).all()
+
+
+def test_masked_text_slots_do_not_change_the_prediction():
+    model = EMERGE(61, 16, hidden_size=32, heads=4, dropout=0.0).eval()
+    inputs = batch()
+    before = model(**inputs)
+    inputs["notes"][1] = torch.randn_like(inputs["notes"][1]) * 100  # stay 1 has no notes: all slots masked
+    inputs["notes"][0, 3] = 1e3  # an empty slot of stay 0
+    inputs["summary"][2] = 1e3  # stay 2 has no summary
+    after = model(**inputs)
+    torch.testing.assert_close(before, after)
+
+
+def test_a_stay_without_any_text_is_predicted_from_its_series():
+    model = EMERGE(61, 16, hidden_size=32, heads=4, dropout=0.0).eval()
+    inputs = batch(1, with_notes=(False,))
+    inputs["summary_mask"][:] = False
+    first = model(**inputs)
+    inputs["series"] = inputs["series"] + 1.0
+    assert torch.isfinite(first).all() and not torch.allclose(first, model(**inputs))
+
+
+def test_cross_attention_attends_over_several_tokens():
+    block = CrossAttention(8, 2, 0.0).eval()
+    queries, keys = torch.randn(1, 5, 8), torch.randn(1, 3, 8)
+    _, weights = block.attention(queries, keys, keys, need_weights=True)
+    assert weights.shape == (1, 5, 3) and not torch.allclose(weights, torch.ones_like(weights))
+    full = block(queries, keys, torch.ones(1, 3, dtype=torch.bool))
+    some = block(queries, keys, torch.tensor([[True, False, False]]))
+    assert not torch.allclose(full, some)  # masking keys changes the result: the softmax is not trivially 1
+
+
+def test_masked_mean_ignores_padding_and_handles_empty_rows():
+    tokens = torch.tensor([[[1.0], [3.0]], [[5.0], [7.0]]])
+    mask = torch.tensor([[True, False], [False, False]])
+    assert masked_mean(tokens, mask).tolist() == [[1.0], [0.0]]
+
+
+def test_emerge_training_is_deterministic_and_uses_the_text(tmp_path):
+    rng = np.random.default_rng(0)
+    n, d = 240, 16
+    series = rng.normal(size=(n, 48, 61)).astype(np.float32)
+    y = rng.integers(0, 2, n).astype(float)
+    summary = rng.normal(size=(n, d)).astype(np.float32)
+    summary[:, 0] += 3.0 * y  # the label is planted in the text only
+    inputs = {"series": series, "notes": np.zeros((n, 2, d), np.float32), "notes_mask": np.zeros((n, 2), bool),
+              "summary": summary, "summary_mask": np.ones(n, bool)}
+    splits = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
+    settings = TrainSettings(model="emerge", hidden_size=16, max_epochs=8, patience=4, batch_size=32, device="cpu")
+    a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
+    b = train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")
+    assert a["best_val_score"] == b["best_val_score"] and a["best_val_score"] > 0.8
