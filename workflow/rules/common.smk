@@ -122,8 +122,9 @@ def llm_settings():
 
 
 def llm_model_inputs():
-    """The model directory, when the workflow builds it (a packaged model under resources/models)."""
-    return [LLM["model"]] if LLM["backend"] != "openai" and LLM.get("package") else []
+    """The model directory, when the workflow builds it: a packaged model converted into resources/models/."""
+    builds = LLM["backend"] != "openai" and LLM["model"].startswith("resources/models/") and LLM.get("package")
+    return [LLM["model"]] if builds else []
 
 
 def shards(stage):

@@ -96,13 +96,13 @@ class VLLMBackend:
         import torch
 
         runtime = Path(self.settings.workdir).resolve()
-        for name in ("tmp", "vllm-cache", "inductor"):
+        for name in ("vllm-cache", "inductor"):
             (runtime / name).mkdir(parents=True, exist_ok=True)
-        # In-process engine core: Snakemake scripts cannot be re-imported by spawned workers.
+        # In-process engine core: Snakemake scripts cannot be re-imported by spawned workers. (TMPDIR stays
+        # as it is: vLLM puts IPC sockets there, whose paths may not exceed 107 characters.)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CACHE_ROOT", str(runtime / "vllm-cache"))
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(runtime / "inductor"))
-        os.environ.setdefault("TMPDIR", str(runtime / "tmp"))
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
         os.environ.setdefault("DO_NOT_TRACK", "1")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
