@@ -53,3 +53,11 @@ def test_bootstrap_interval_contains_the_point_and_averages_seeds():
     assert m["ci_low"] < m["value"] < m["ci_high"]
     assert 0 < m["bootstrap_std"] < 0.1
     assert m["resamples"] == 200
+
+
+def test_expected_calibration_error_by_hand():
+    from emerge_ehr.evaluate.metrics import ece
+
+    # Bin [0.1, 0.2): p 0.1, 0.1 vs y 0, 1 -> |0.2 - 1| = 0.8; bin [0.9, 1.0]: p 0.9, 0.9 vs y 1, 1 -> 0.2.
+    assert ece(np.array([0, 1, 1, 1]), np.array([0.1, 0.1, 0.9, 0.9])) == pytest.approx((0.8 + 0.2) / 4)
+    assert ece(np.array([0, 1]), np.array([0.0, 1.0])) == 0.0

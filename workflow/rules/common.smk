@@ -163,6 +163,7 @@ def all_targets():
             f"results/{name}/context.parquet",
             f"results/{name}/summaries.parquet",
         ]
+        targets += [f"results/{name}/plots/{task}/roc.png" for task in config["tasks"]]
         if dataset_config(name)["kind"] == "synthetic":
             targets.append(f"results/{name}/entity_quality.md")
     return targets

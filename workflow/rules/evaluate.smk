@@ -29,7 +29,12 @@ rule metrics_table:
             model=config["models"],
         ),
     output:
-        markdown="results/{dataset}/metrics/summary.md",
+        markdown=report(
+            "results/{dataset}/metrics/summary.md",
+            caption="../report/metrics.rst",
+            category="{dataset}",
+            subcategory="comparison",
+        ),
         csv="results/{dataset}/metrics/summary.csv",
     conda:
         "../../envs/model.yaml"
@@ -37,3 +42,40 @@ rule metrics_table:
         "logs/{dataset}/metrics_table.log",
     script:
         "../scripts/metrics_table.py"
+
+
+rule plots:
+    input:
+        expand(
+            "results/{{dataset}}/models/{{task}}/{model}/seed{seed}/predictions.parquet",
+            model=config["models"],
+            seed=config["train"]["seeds"],
+        ),
+    output:
+        roc=report(
+            "results/{dataset}/plots/{task}/roc.png",
+            caption="../report/roc.rst",
+            category="{dataset}",
+            subcategory="{task}",
+        ),
+        pr=report(
+            "results/{dataset}/plots/{task}/precision_recall.png",
+            caption="../report/precision_recall.rst",
+            category="{dataset}",
+            subcategory="{task}",
+        ),
+        calibration=report(
+            "results/{dataset}/plots/{task}/calibration.png",
+            caption="../report/calibration.rst",
+            category="{dataset}",
+            subcategory="{task}",
+        ),
+    params:
+        models=config["models"],
+        seeds=config["train"]["seeds"],
+    conda:
+        "../../envs/model.yaml"
+    log:
+        "logs/{dataset}/plots/{task}.log",
+    script:
+        "../scripts/plots.py"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METRICS = ("auroc", "auprc", "min_p_se", "brier")
+METRICS = ("auroc", "auprc", "min_p_se", "brier", "ece")
 
 
 def _sorted_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -62,7 +62,17 @@ def brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean((p - y) ** 2))
 
 
-METRIC_FUNCTIONS = {"auroc": auroc, "auprc": auprc, "min_p_se": min_p_se, "brier": brier}
+def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the mean gap between predicted and observed risk over equal-width bins,
+    weighted by the share of stays in each bin."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, weights=p, minlength=bins) - np.bincount(which, weights=y, minlength=bins))
+    return float(gap.sum() / max(len(y), 1)) if counts.sum() else float("nan")
+
+
+METRIC_FUNCTIONS = {"auroc": auroc, "auprc": auprc, "min_p_se": min_p_se, "brier": brier, "ece": ece}
 
 
 def point_estimates(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

@@ -10,7 +10,7 @@ import polars as pl
 
 from emerge_ehr.evaluate.metrics import METRICS, bootstrap, bootstrap_indices
 
-LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "min_p_se": "min(+P, Se)", "brier": "Brier"}
+LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "min_p_se": "min(+P, Se)", "brier": "Brier", "ece": "ECE"}
 
 
 def evaluate_predictions(
@@ -70,9 +70,10 @@ def markdown_table(table: pl.DataFrame) -> str:
         cells = [row["task"], row["model"], str(row["test_stays"]), _number(row["prevalence"], 100.0, 1) + "%"]
         for name in METRICS:
             m = {"value": row[name], "ci_low": row[f"{name}_ci_low"], "ci_high": row[f"{name}_ci_high"]}
-            cells.append(_cell(m) if name != "brier" else _cell(m, 1.0, 4))
+            cells.append(_cell(m) if name not in ("brier", "ece") else _cell(m, 1.0, 4))
         lines.append("| " + " | ".join(cells) + " |")
-    note = "\nValues x100 with bootstrap confidence intervals on the test split; Brier score unscaled.\n"
+    note = ("\nValues x100 with bootstrap confidence intervals on the test split; Brier score and expected"
+            " calibration error (ECE, 10 bins) unscaled.\n")
     return "\n".join(lines) + "\n" + note
 
 
