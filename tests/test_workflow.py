@@ -32,7 +32,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 def targets(dataset: str) -> list[str]:
     """Everything up to the knowledge context and the baseline metrics: the LLM stages have their own test."""
     return [f"results/{dataset}/metrics/summary.md", f"results/{dataset}/context.parquet",
-            f"results/{dataset}/notes.parquet"]
+            f"results/{dataset}/notes.parquet", f"results/{dataset}/plots/mortality/roc.png"]
 
 
 def snakemake(workdir: Path, config: Path | dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -126,6 +126,14 @@ def test_every_output_has_its_schema(tiny_run):
     assert dict(abnormal.schema) == ABNORMAL_SCHEMA and abnormal.get_column("z").abs().min() > 2
 
 
+def test_report_is_self_contained_html_with_plots_and_table(tiny_run):
+    workdir, config = tiny_run
+    snakemake(workdir, config, *targets("tiny"), "--report", str(workdir / "report.html"))
+    html = (workdir / "report.html").read_text(errors="ignore")
+    assert len(html) > 100_000 and "roc.png" in html and "summary.md" in html
+    assert (workdir / "results" / "tiny" / "plots" / "mortality" / "calibration.png").stat().st_size > 10_000
+
+
 def test_logs_carry_no_note_text(tiny_run):
     workdir, _ = tiny_run
     notes = pl.read_parquet(workdir / "results" / "tiny" / "notes.parquet")
@@ -145,7 +153,7 @@ def test_changing_a_model_setting_reruns_training_and_evaluation_only(tiny_run):
     changed = json.loads(json.dumps(config))
     changed.setdefault("model_settings", {})["gru"] = {"hidden_size": 32}
     result = snakemake(workdir, changed, "--dry-run", *targets("tiny"))
-    assert planned_rules(result) == {"train", "evaluate", "metrics_table"}
+    assert planned_rules(result) == {"train", "evaluate", "metrics_table", "plots"}
 
 
 def test_more_stays_embed_only_new_strings_and_reuse_the_index(tiny_run):
