@@ -15,7 +15,7 @@ import polars as pl
 
 from emerge_ehr.data.abnormal import abnormal_features, load_abnormal_terms
 from emerge_ehr.data.tables import InputError
-from emerge_ehr.stages import _atomic_parquet
+from emerge_ehr.stages import write_parquet_atomically
 
 log = logging.getLogger("emerge_ehr")
 
@@ -75,7 +75,7 @@ def abnormal(events_path: str, cohort_path: str, terms_path: str, threshold: flo
     table = abnormal_features(
         pl.scan_parquet(events_path), pl.scan_parquet(cohort_path), load_abnormal_terms(terms_path), threshold
     ).collect()
-    _atomic_parquet(table, out)
+    write_parquet_atomically(table, out)
     log.info("abnormal features: %d rows for %d stays", table.height, table.get_column("stay_id").n_unique())
 
 
@@ -87,7 +87,7 @@ def lexicon_entities(notes_path: str, nodes_path: str, abbreviations_path: str, 
     lexicon = Lexicon.from_terms(terms, load_abbreviations(abbreviations_path))
     notes = pl.read_parquet(notes_path)
     entities = extract_entities(notes, lexicon)
-    _atomic_parquet(entities, out)
+    write_parquet_atomically(entities, out)
     log.info("lexicon: %d entity rows from %d notes (%d unique entities) in %.1f s", entities.height, notes.height,
              entities.get_column("entity").n_unique(), time.perf_counter() - started)
 
@@ -126,7 +126,7 @@ def align(
     cache.close()
     started = time.perf_counter()
     table = align_entities(queries, vectors, index, entries, pl.read_parquet(nodes_path), AlignSettings(**align_settings))
-    _atomic_parquet(table, out)
+    write_parquet_atomically(table, out)
     log.info(
         "aligned %d strings (%d accepted) in %.2f s search; embedding cache hits %d, misses %d",
         table.height, table.get_column("accepted").sum(), time.perf_counter() - started, stats.hits, stats.misses,
@@ -150,7 +150,7 @@ def retrieve(
         pl.read_parquet(cohort_path, columns=["stay_id"]).get_column("stay_id"),
         RetrieveSettings(**settings),
     )
-    _atomic_parquet(context, out)
+    write_parquet_atomically(context, out)
     sizes = context.group_by("task").agg(pl.col("node_indices").list.len().mean().alias("nodes")).sort("task")
     log.info("context: %s", {task: round(float(n), 2) for task, n in sizes.rows()})
 

@@ -26,7 +26,7 @@ def _write_json(data: dict, path: str | Path) -> None:
     Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _atomic_parquet(frame: pl.DataFrame | pl.LazyFrame, path: str | Path) -> None:
+def write_parquet_atomically(frame: pl.DataFrame | pl.LazyFrame, path: str | Path) -> None:
     """Write via a temporary name so that a killed job never leaves a plausible-looking partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def events(
     frame = timeseries.extract_events(
         _scan(chartevents), _scan(labevents) if labevents else None, stays, definitions, hours
     )
-    _atomic_parquet(frame, out)
+    write_parquet_atomically(frame, out)
     summary = pl.scan_parquet(out).select(pl.len().alias("rows"), pl.col("stay_id").n_unique().alias("stays")).collect()
     log.info("events: %d rows for %d stays in %.1f s", summary["rows"][0], summary["stays"][0], time.perf_counter() - started)
 
@@ -89,7 +89,7 @@ def cohort(
     )
     if table.height == 0:
         raise tables.InputError("the cohort is empty: no ICU stay meets the inclusion criteria (see the cohort flow in the log)")
-    _atomic_parquet(table, out)
+    write_parquet_atomically(table, out)
     _write_json(meta, meta_out)
     for step in meta["flow"]:
         log.info("cohort flow: %-40s %d", step["step"], step["stays"])
@@ -106,7 +106,7 @@ def build_timeseries(
     hourly = timeseries.hourly_table(events_in_cohort, definitions).collect()
     stats = timeseries.observed_statistics(hourly, cohort_table, definitions)
     features = timeseries.build_features(hourly, cohort_table, definitions, hours, stats)
-    _atomic_parquet(hourly, hourly_out)
+    write_parquet_atomically(hourly, hourly_out)
     tmp = Path(str(features_out) + ".partial.npy")
     np.save(tmp, features)
     tmp.replace(features_out)
@@ -120,7 +120,7 @@ def build_timeseries(
 
 def stay_notes(notes_path: str, cohort_path: str, hours: int, out: str | Path) -> None:
     frame = notes_lib.stay_notes(_scan(notes_path), _scan(cohort_path), hours).collect()
-    _atomic_parquet(frame, out)
+    write_parquet_atomically(frame, out)
     log.info(
         "notes: %d notes for %d stays (%d usable for mortality, %d for readmission)",
         frame.height, frame.get_column("stay_id").n_unique(), frame.get_column("mortality").sum(),

@@ -11,7 +11,7 @@ import polars as pl
 from emerge_ehr.llm.backends import LLMSettings, make_backend
 from emerge_ehr.llm.cache import AnswerCache
 from emerge_ehr.llm.runner import run
-from emerge_ehr.stages import _atomic_parquet
+from emerge_ehr.stages import write_parquet_atomically
 
 log = logging.getLogger("emerge_ehr")
 
@@ -57,7 +57,7 @@ def llm_entities(
     for row, result in zip(rows, results):
         answers.setdefault(row, []).extend(result.value["entities"] if result.value else [])
     entities = refine(notes, answers, load_abbreviations(abbreviations_path))
-    _atomic_parquet(entities, out)
+    write_parquet_atomically(entities, out)
     log.info("llm entities shard %d/%d: %d notes, %d entity rows", shard + 1, shards, notes.height, entities.height)
 
 
@@ -67,7 +67,7 @@ def gather_entities(paths: list[str], out: str) -> None:
     table = pl.concat(frames).sort(
         ["stay_id", "note_id", "method", "count", "entity"], descending=[False, False, False, True, False]
     )
-    _atomic_parquet(table, out)
+    write_parquet_atomically(table, out)
     log.info("entities: %s", dict(table.group_by("method").len().sort("method").rows()))
 
 
@@ -79,13 +79,13 @@ def summarize(context_path: str, shard: int, shards: int, llm: dict, summary: di
     requests, prompts = summary_requests(context, SummarySettings(**summary))
     results = _run(requests, llm, cache_dir, f"summaries shard {shard + 1}/{shards}", stats_out)
     table = summaries_table(prompts, results)
-    _atomic_parquet(table, out)
+    write_parquet_atomically(table, out)
     log.info("summaries shard %d/%d: %s", shard + 1, shards, dict(table.group_by("status").len().sort("status").rows()))
 
 
 def gather_summaries(paths: list[str], out: str) -> None:
     table = pl.concat([pl.read_parquet(p) for p in paths]).sort("task", "stay_id")
-    _atomic_parquet(table, out)
+    write_parquet_atomically(table, out)
     log.info("summaries: %s", dict(table.group_by("status").len().sort("status").rows()))
 
 
