@@ -57,3 +57,15 @@ def test_missing_cuda_is_an_error_not_a_silent_fallback():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="train.device"):
         resolve_device("cuda")
+
+
+@pytest.mark.parametrize("name", ["logreg", "gbm"])
+def test_classic_baselines_learn_a_planted_signal(tmp_path, name):
+    from emerge_ehr.evaluate.metrics import auroc
+    from emerge_ehr.model.classic import train_classic
+
+    inputs, y, splits, ids = planted(400)
+    train_classic(name, inputs["series"], y, splits, ids, seed=0, out_dir=tmp_path)
+    test = pl.read_parquet(tmp_path / "predictions.parquet").filter(pl.col("split") == "test")
+    assert set(test.columns) == {"stay_id", "split", "label", "probability"}
+    assert auroc(test["label"].to_numpy(), test["probability"].to_numpy()) > 0.7

@@ -18,6 +18,7 @@ from emerge_ehr.data import cohort as cohort_lib
 from emerge_ehr.data import notes as notes_lib
 from emerge_ehr.data import tables, timeseries
 from emerge_ehr.data.variables import feature_names, load_variables
+from emerge_ehr.model.classic import CLASSIC_MODELS, train_classic
 
 log = logging.getLogger("emerge_ehr")
 
@@ -150,6 +151,13 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
     torch.set_num_threads(max(1, threads))
     table = pl.read_parquet(cohort_path)
     labels = table.get_column(task).cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    if settings["model"] in CLASSIC_MODELS:
+        summary = train_classic(
+            settings["model"], np.load(features_path), labels, table.get_column("split").to_numpy(),
+            table.get_column("stay_id").to_numpy(), settings["seed"], out_dir,
+        )
+        log.info("fitted %s for %s on %d stays", settings["model"], task, summary["train_stays"])
+        return
     summary = train_model(
         model_inputs(features_path, embeddings_path, table.height), labels, table.get_column("split").to_numpy(),
         table.get_column("stay_id").to_numpy(), TrainSettings(**settings), out_dir,
