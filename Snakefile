@@ -34,6 +34,7 @@ include: "workflow/rules/summarize.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/scarcity.smk"
 
 
 rule all:

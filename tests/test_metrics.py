@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, precision_recall_curve, roc_auc_score
 
-from emerge_ehr.evaluate.metrics import auprc, auroc, bootstrap, bootstrap_indices, brier, min_p_se
+from emerge_ehr.evaluate.metrics import (
+    auprc, auroc, bootstrap, bootstrap_indices, brier, min_p_se, paired_difference,
+)
 
 
 def test_hand_computed_example():
@@ -61,3 +63,18 @@ def test_expected_calibration_error_by_hand():
     # Bin [0.1, 0.2): p 0.1, 0.1 vs y 0, 1 -> |0.2 - 1| = 0.8; bin [0.9, 1.0]: p 0.9, 0.9 vs y 1, 1 -> 0.2.
     assert ece(np.array([0, 1, 1, 1]), np.array([0.1, 0.1, 0.9, 0.9])) == pytest.approx((0.8 + 0.2) / 4)
     assert ece(np.array([0, 1]), np.array([0.0, 1.0])) == 0.0
+
+
+def test_paired_difference_is_zero_for_the_same_model_and_positive_for_a_better_one():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300).astype(float)
+    noisy = [np.clip(y * 0.2 + rng.random(300) * 0.8, 0, 1) for _ in range(2)]
+    sharp = [np.clip(y * 0.6 + rng.random(300) * 0.4, 0, 1) for _ in range(2)]
+    indices = bootstrap_indices(len(y), 200, seed=0)
+    same = paired_difference(y, noisy, noisy, indices)
+    assert same["auprc"] == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "resamples": 200}
+    better = paired_difference(y, sharp, noisy, indices)
+    expected = np.mean([auprc(y, p) for p in sharp]) - np.mean([auprc(y, p) for p in noisy])
+    assert better["auprc"]["difference"] == pytest.approx(expected)
+    assert 0 < better["auprc"]["ci_low"] < expected < better["auprc"]["ci_high"]
+    assert better["auroc"]["ci_low"] > 0

@@ -69,3 +69,25 @@ def test_classic_baselines_learn_a_planted_signal(tmp_path, name):
     test = pl.read_parquet(tmp_path / "predictions.parquet").filter(pl.col("split") == "test")
     assert set(test.columns) == {"stay_id", "split", "label", "probability"}
     assert auroc(test["label"].to_numpy(), test["probability"].to_numpy()) > 0.7
+
+
+def test_subsampling_is_stratified_nested_and_leaves_val_and_test_alone():
+    from emerge_ehr.model.scarcity import subsample_training
+
+    rng = np.random.default_rng(0)
+    splits = rng.choice(["train", "val", "test"], size=1000, p=[0.7, 0.1, 0.2]).astype(object)
+    labels = (rng.random(1000) < 0.1).astype(float)
+    labels[:5] = np.nan
+    kept = {f: subsample_training(splits, labels, f, seed=4) for f in (0.01, 0.2, 0.4, 1.0)}
+    labelled_train = (splits == "train") & ~np.isnan(labels)
+    positives = labels[labelled_train].sum()
+    for fraction in (0.2, 0.4):
+        chosen = kept[fraction] == "train"
+        assert chosen.sum() == pytest.approx(fraction * labelled_train.sum(), abs=2)
+        assert labels[chosen].sum() == round(fraction * positives)
+        assert np.all(kept[fraction][splits != "train"] == splits[splits != "train"])
+    assert labels[kept[0.01] == "train"].sum() >= 1  # both classes even at 1 %
+    assert np.all((kept[0.2] == "train") <= (kept[0.4] == "train"))  # nested
+    assert np.array_equal(kept[1.0], splits)
+    with pytest.raises(ValueError, match="fraction"):
+        subsample_training(splits, labels, 0.0, seed=0)

@@ -71,11 +71,16 @@ def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", table, re.M)} - {"total"}
 
 
+# The tiny MIMIC-IV run also builds the paper-layout table and the data-scarcity experiment.
+TINY_TARGETS = targets("tiny") + ["results/tiny/metrics/paper_table.md"] + [
+    f"results/tiny/plots/{task}/scarcity.png" for task in ("mortality", "readmission")]
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny")
     config = load_config("tiny-mimic4.yaml", workdir)
-    snakemake(workdir, config, *targets("tiny"))
+    snakemake(workdir, config, *TINY_TARGETS)
     return workdir, config
 
 
@@ -126,9 +131,41 @@ def test_every_output_has_its_schema(tiny_run):
     assert dict(abnormal.schema) == ABNORMAL_SCHEMA and abnormal.get_column("z").abs().min() > 2
 
 
+def test_paper_table_compares_with_the_reference_by_paired_bootstrap(tiny_run):
+    workdir, config = tiny_run
+    results = workdir / "results" / "tiny" / "metrics"
+    paper = pl.read_csv(results / "paper_table.csv")
+    assert paper.get_column("model").to_list() == config["models"]
+    logreg = paper.row(by_predicate=pl.col("model") == "logreg", named=True)
+    for task in ("mortality", "readmission"):
+        assert logreg[f"{task}_reference"] == "gru"
+        low, value, high = (logreg[f"{task}_auprc_difference{s}"] for s in ("_ci_low", "", "_ci_high"))
+        assert low <= value <= high
+        metrics = json.loads((results / task / "logreg.json").read_text())
+        assert metrics["versus_reference"]["metrics"]["auprc"]["difference"] == pytest.approx(value)
+        assert "versus_reference" not in json.loads((results / task / "gru.json").read_text())
+    markdown = (results / "paper_table.md").read_text()
+    assert "mortality AUPRC vs gru" in markdown and "| gru |" in markdown and " ± " in markdown
+
+
+def test_scarcity_trains_on_nested_shares_and_reuses_the_full_run(tiny_run):
+    workdir, config = tiny_run
+    results = workdir / "results" / "tiny"
+    for task in ("mortality", "readmission"):
+        table = pl.read_csv(results / "scarcity" / f"{task}.csv").sort("model", "percent")
+        assert table.select("model", "percent").rows() == [("gru", 20), ("gru", 100), ("logreg", 20), ("logreg", 100)]
+        for model in ("gru", "logreg"):
+            stays = table.filter(pl.col("model") == model).get_column("train_stays").to_list()
+            assert 0 < stays[0] < stays[1] * 0.3
+            full = json.loads((results / "metrics" / task / f"{model}.json").read_text())["metrics"]["auroc"]["value"]
+            assert table.filter(pl.col("model") == model, pl.col("percent") == 100).item(0, "auroc") == pytest.approx(full)
+        assert not (results / "scarcity" / task / "gru" / "percent100").exists()
+        assert (results / "plots" / task / "scarcity.png").stat().st_size > 10_000
+
+
 def test_report_is_self_contained_html_with_plots_and_table(tiny_run):
     workdir, config = tiny_run
-    snakemake(workdir, config, *targets("tiny"), "--report", str(workdir / "report.html"))
+    snakemake(workdir, config, *TINY_TARGETS, "--report", str(workdir / "report.html"))
     html = (workdir / "report.html").read_text(errors="ignore")
     assert len(html) > 100_000 and "roc.png" in html and "summary.md" in html
     assert (workdir / "results" / "tiny" / "plots" / "mortality" / "calibration.png").stat().st_size > 10_000
@@ -152,22 +189,22 @@ def test_changing_a_model_setting_reruns_training_and_evaluation_only(tiny_run):
     workdir, config = tiny_run
     changed = json.loads(json.dumps(config))
     changed.setdefault("model_settings", {})["gru"] = {"hidden_size": 32}
-    result = snakemake(workdir, changed, "--dry-run", *targets("tiny"))
-    assert planned_rules(result) == {"train", "evaluate", "metrics_table", "plots"}
+    result = snakemake(workdir, changed, "--dry-run", *TINY_TARGETS)
+    assert planned_rules(result) == {"train", "train_scarce", "evaluate", "metrics_table", "plots", "scarcity"}
 
 
 def test_more_stays_embed_only_new_strings_and_reuse_the_index(tiny_run):
     workdir, config = tiny_run
     bigger = json.loads(json.dumps(config))
     bigger["datasets"]["tiny"]["patients"] = 200
-    planned = planned_rules(snakemake(workdir, bigger, "--dry-run", *targets("tiny")))
+    planned = planned_rules(snakemake(workdir, bigger, "--dry-run", *TINY_TARGETS))
     assert "kg" not in planned and "kg_index" not in planned and "align" in planned
     snakemake(workdir, bigger, "--until", "align")
     log = (workdir / "logs" / "tiny" / "align.log").read_text()
     hits, misses = map(int, re.search(r"embedding cache hits (\d+), misses (\d+)", log).groups())
     aligned = pl.read_parquet(workdir / "results" / "tiny" / "aligned.parquet").height
     assert hits > 0 and hits + misses == aligned and misses < aligned
-    snakemake(workdir, config, *targets("tiny"))  # back to the module's configuration for the tests that follow
+    snakemake(workdir, config, *TINY_TARGETS)  # back to the module's configuration for the tests that follow
 
 
 def test_mimic3_layout_and_hospital_readmission(tmp_path):

@@ -148,35 +148,56 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
     from emerge_ehr.model.train import TrainSettings
     from emerge_ehr.model.train import train as train_model
 
+    from emerge_ehr.model.scarcity import subsample_training
+
     torch.set_num_threads(max(1, threads))
+    settings = dict(settings)
+    fraction = settings.pop("train_fraction", 1.0)
     table = pl.read_parquet(cohort_path)
     labels = table.get_column(task).cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    splits = subsample_training(table.get_column("split").to_numpy(), labels, fraction, settings["seed"])
     if settings["model"] in CLASSIC_MODELS:
         summary = train_classic(
-            settings["model"], np.load(features_path), labels, table.get_column("split").to_numpy(),
+            settings["model"], np.load(features_path), labels, splits,
             table.get_column("stay_id").to_numpy(), settings["seed"], out_dir,
         )
         log.info("fitted %s for %s on %d stays", settings["model"], task, summary["train_stays"])
         return
     summary = train_model(
-        model_inputs(features_path, embeddings_path, table.height), labels, table.get_column("split").to_numpy(),
+        model_inputs(features_path, embeddings_path, table.height), labels, splits,
         table.get_column("stay_id").to_numpy(), TrainSettings(**settings), out_dir,
     )
     log.info("trained %s for %s: best epoch %d of %d on %s", settings["model"], task,
              summary["best_epoch"], summary["epochs_run"], summary["device"])
 
 
-def evaluate(prediction_files: list[str], task: str, model: str, resamples: int, level: float, seed: int, out: str) -> None:
+def evaluate(prediction_files: list[str], task: str, model: str, resamples: int, level: float, seed: int, out: str,
+             reference_files: list[str] | None = None, reference_model: str | None = None) -> None:
     from emerge_ehr.evaluate.report import evaluate_predictions, write_json
 
-    result = evaluate_predictions(prediction_files, task, model, resamples, level, seed)
+    result = evaluate_predictions(prediction_files, task, model, resamples, level, seed, reference_files,
+                                  reference_model)
     write_json(result, out)
     log.info("%s %s: %s", task, model, {k: round(v["value"], 4) for k, v in result["metrics"].items()})
 
 
-def metrics_table(metric_files: list[str], markdown_out: str, csv_out: str) -> None:
-    from emerge_ehr.evaluate.report import comparison_table, markdown_table
+def metrics_table(metric_files: list[str], models: list[str], tasks: list[str], reference: str | None, level: float,
+                  markdown_out: str, csv_out: str, paper_markdown_out: str, paper_csv_out: str) -> None:
+    """The long comparison table (every metric with its CI) and the paper-layout table."""
+    from emerge_ehr.evaluate.report import comparison_table, markdown_table, paper_markdown, paper_table
 
     table = comparison_table(metric_files)
     table.write_csv(csv_out)
     Path(markdown_out).write_text(markdown_table(table))
+    paper = paper_table(metric_files, models, tasks)
+    paper.write_csv(paper_csv_out)
+    Path(paper_markdown_out).write_text(paper_markdown(paper, tasks, reference, level))
+
+
+def scarcity(runs: dict[str, dict[int, list[str]]], task: str, resamples: int, level: float, seed: int,
+             csv_out: str, plot_out: str) -> None:
+    from emerge_ehr.evaluate.scarcity import plot_scarcity, scarcity_table
+
+    table = scarcity_table(runs, task, resamples, level, seed)
+    table.write_csv(csv_out)
+    plot_scarcity(table, task, plot_out)

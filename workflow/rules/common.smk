@@ -11,6 +11,7 @@ wildcard_constraints:
     table="|".join(SOURCE_TABLES),
     task="mortality|readmission",
     seed=r"\d+",
+    percent=r"\d+",
 
 
 def repo_path(path):
@@ -97,6 +98,41 @@ def train_settings(wildcards):
     }
 
 
+def scarce_train_settings(wildcards):
+    return train_settings(wildcards) | {"train_fraction": int(wildcards.percent) / 100}
+
+
+def predictions(dataset, task, model):
+    """The test and validation predictions of one model, one file per training seed."""
+    return [
+        f"results/{dataset}/models/{task}/{model}/seed{seed}/predictions.parquet" for seed in config["train"]["seeds"]
+    ]
+
+
+REFERENCE = config["evaluate"]["reference_model"]
+
+
+def reference_predictions(wildcards):
+    """The reference model's predictions, for a paired comparison; none for the reference itself."""
+    if REFERENCE is None or wildcards.model == REFERENCE:
+        return []
+    return predictions(wildcards.dataset, wildcards.task, REFERENCE)
+
+
+def scarcity_runs(wildcards):
+    """model -> percent -> prediction files; 100 % is the main training run, not trained twice."""
+    runs = {}
+    for model in config["scarcity"]["models"]:
+        runs[model] = {
+            percent: predictions(wildcards.dataset, wildcards.task, model) if percent == 100 else [
+                f"results/{wildcards.dataset}/scarcity/{wildcards.task}/{model}/percent{percent}/seed{seed}/"
+                "predictions.parquet" for seed in config["train"]["seeds"]
+            ]
+            for percent in config["scarcity"]["percents"]
+        }
+    return runs
+
+
 def kg_source_root():
     """Where the PrimeKG files are read from: the configured folder, or the download rule's output."""
     return KG_DOWNLOAD_DIR if KG["download"]["enabled"] else KG.get("root")
@@ -160,10 +196,13 @@ def all_targets():
             f"results/{name}/cohort.parquet",
             f"results/{name}/notes.parquet",
             f"results/{name}/metrics/summary.md",
+            f"results/{name}/metrics/paper_table.md",
             f"results/{name}/context.parquet",
             f"results/{name}/summaries.parquet",
         ]
         targets += [f"results/{name}/plots/{task}/roc.png" for task in config["tasks"]]
+        if config["scarcity"]["models"]:
+            targets += [f"results/{name}/plots/{task}/scarcity.png" for task in config["tasks"]]
         if dataset_config(name)["kind"] == "synthetic":
             targets.append(f"results/{name}/entity_quality.md")
     return targets

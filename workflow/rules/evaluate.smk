@@ -3,16 +3,15 @@
 
 rule evaluate:
     input:
-        expand(
-            "results/{{dataset}}/models/{{task}}/{{model}}/seed{seed}/predictions.parquet",
-            seed=config["train"]["seeds"],
-        ),
+        predictions=lambda w: predictions(w.dataset, w.task, w.model),
+        reference=reference_predictions,
     output:
         "results/{dataset}/metrics/{task}/{model}.json",
     params:
         resamples=config["evaluate"]["bootstrap_resamples"],
         level=config["evaluate"]["confidence_level"],
         seed=config["evaluate"]["seed"],
+        reference=lambda w: REFERENCE if reference_predictions(w) else None,
     conda:
         "../../envs/model.yaml"
     log:
@@ -36,6 +35,18 @@ rule metrics_table:
             subcategory="comparison",
         ),
         csv="results/{dataset}/metrics/summary.csv",
+        paper_markdown=report(
+            "results/{dataset}/metrics/paper_table.md",
+            caption="../report/paper_table.rst",
+            category="{dataset}",
+            subcategory="comparison",
+        ),
+        paper_csv="results/{dataset}/metrics/paper_table.csv",
+    params:
+        models=config["models"],
+        tasks=config["tasks"],
+        reference=REFERENCE,
+        level=config["evaluate"]["confidence_level"],
     conda:
         "../../envs/model.yaml"
     log:
@@ -46,11 +57,7 @@ rule metrics_table:
 
 rule plots:
     input:
-        expand(
-            "results/{{dataset}}/models/{{task}}/{model}/seed{seed}/predictions.parquet",
-            model=config["models"],
-            seed=config["train"]["seeds"],
-        ),
+        lambda w: [path for model in config["models"] for path in predictions(w.dataset, w.task, model)],
     output:
         roc=report(
             "results/{dataset}/plots/{task}/roc.png",

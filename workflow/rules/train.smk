@@ -18,3 +18,15 @@ rule train:
         "logs/{dataset}/train/{task}/{model}/seed{seed}.log",
     script:
         "../scripts/train.py"
+
+
+use rule train as train_scarce with:
+    output:
+        model="results/{dataset}/scarcity/{task}/{model}/percent{percent}/seed{seed}/model.pt",
+        history="results/{dataset}/scarcity/{task}/{model}/percent{percent}/seed{seed}/history.csv",
+        predictions="results/{dataset}/scarcity/{task}/{model}/percent{percent}/seed{seed}/predictions.parquet",
+        summary="results/{dataset}/scarcity/{task}/{model}/percent{percent}/seed{seed}/summary.json",
+    params:
+        settings=scarce_train_settings,
+    log:
+        "logs/{dataset}/train_scarce/{task}/{model}/percent{percent}/seed{seed}.log",

@@ -115,3 +115,33 @@ def bootstrap(
             "resamples": int(len(values)),
         }
     return result
+
+
+def paired_difference(
+    y: np.ndarray, probabilities: list[np.ndarray], reference: list[np.ndarray], indices: np.ndarray,
+    level: float = 0.95, metrics: tuple[str, ...] = ("auroc", "auprc"),
+) -> dict[str, dict[str, float]]:
+    """Difference of each metric between a model and a reference model, with a paired bootstrap CI.
+
+    Both are scored on the same resamples, so the interval reflects how much the *difference* varies,
+    which is far narrower than comparing two separate intervals when the models' errors are correlated.
+    An interval above zero means the model beats the reference at this confidence level.
+    """
+    y = np.asarray(y, dtype=float)
+    alpha = (1.0 - level) / 2.0
+    result = {}
+    for name in metrics:
+        fn = METRIC_FUNCTIONS[name]
+
+        def mean_gap(rows):
+            return np.mean([fn(y[rows], p[rows]) for p in probabilities]) - np.mean(
+                [fn(y[rows], r[rows]) for r in reference])
+
+        gaps = np.asarray([mean_gap(idx) for idx in indices if y[idx].min() != y[idx].max()])
+        result[name] = {
+            "difference": float(mean_gap(np.arange(len(y)))),
+            "ci_low": float(np.quantile(gaps, alpha)) if len(gaps) else float("nan"),
+            "ci_high": float(np.quantile(gaps, 1.0 - alpha)) if len(gaps) else float("nan"),
+            "resamples": int(len(gaps)),
+        }
+    return result

@@ -8,27 +8,37 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from emerge_ehr.evaluate.metrics import METRICS, bootstrap, bootstrap_indices
+from emerge_ehr.evaluate.metrics import METRICS, bootstrap, bootstrap_indices, paired_difference
 
 LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "min_p_se": "min(+P, Se)", "brier": "Brier", "ece": "ECE"}
 
 
-def evaluate_predictions(
-    prediction_files: list[str | Path], task: str, model: str, resamples: int, level: float, seed: int
-) -> dict:
-    """Test-set metrics of one model over its seeds, with bootstrap confidence intervals."""
+def _test_split(prediction_files: list[str | Path], reference: pl.Series | None = None):
+    """Test labels and one probability vector per seed; every file must hold the same test stays."""
     frames = [pl.read_parquet(path).filter(pl.col("split") == "test").sort("stay_id") for path in prediction_files]
-    reference = frames[0].get_column("stay_id")
+    reference = frames[0].get_column("stay_id") if reference is None else reference
     for path, frame in zip(prediction_files, frames):
         if not frame.get_column("stay_id").equals(reference):
-            raise ValueError(f"{path}: test stays differ from {prediction_files[0]}")
+            raise ValueError(f"{path}: test stays differ from those of the other prediction files")
     y = frames[0].get_column("label").to_numpy().astype(float)
-    probabilities = [frame.get_column("probability").to_numpy() for frame in frames]
+    return y, [frame.get_column("probability").to_numpy() for frame in frames], reference
+
+
+def evaluate_predictions(
+    prediction_files: list[str | Path], task: str, model: str, resamples: int, level: float, seed: int,
+    reference_files: list[str | Path] | None = None, reference_model: str | None = None,
+) -> dict:
+    """Test-set metrics of one model over its seeds, with bootstrap confidence intervals.
+
+    With ``reference_files`` (the predictions of a baseline), also the paired-bootstrap difference of
+    AUROC and AUPRC against it.
+    """
+    y, probabilities, stays = _test_split(prediction_files)
     indices = bootstrap_indices(len(y), resamples, seed)
-    return {
+    result = {
         "task": task,
         "model": model,
-        "seeds": len(frames),
+        "seeds": len(probabilities),
         "test_stays": int(len(y)),
         "positives": int(y.sum()),
         "prevalence": float(y.mean()) if len(y) else float("nan"),
@@ -36,6 +46,12 @@ def evaluate_predictions(
         "bootstrap_resamples": resamples,
         "metrics": bootstrap(y, probabilities, indices, level),
     }
+    if reference_files:
+        _, reference, _ = _test_split(reference_files, stays)
+        result["versus_reference"] = {
+            "model": reference_model, "metrics": paired_difference(y, probabilities, reference, indices, level),
+        }
+    return result
 
 
 def _number(value: float | None, scale: float, digits: int) -> str:
@@ -75,6 +91,71 @@ def markdown_table(table: pl.DataFrame) -> str:
     note = ("\nValues x100 with bootstrap confidence intervals on the test split; Brier score and expected"
             " calibration error (ECE, 10 bins) unscaled.\n")
     return "\n".join(lines) + "\n" + note
+
+
+PAPER_METRICS = ("auroc", "auprc", "min_p_se")
+
+
+def paper_table(metric_files: list[str | Path], models: list[str], tasks: list[str]) -> pl.DataFrame:
+    """The paper's layout: one row per model, for each task bootstrap mean and std of AUROC, AUPRC and
+    min(+P, Se), and the paired difference in AUPRC against the reference model with its CI."""
+    results = {}
+    for path in metric_files:
+        result = json.loads(Path(path).read_text())
+        results[(result["model"], result["task"])] = result
+    rows = []
+    for model in models:
+        row = {"model": model}
+        for task in tasks:
+            result = results.get((model, task))
+            if result is None:
+                raise ValueError(f"no metrics for model {model!r} and task {task!r} among the metric files")
+            for name in PAPER_METRICS:
+                m = result["metrics"][name]
+                row |= {f"{task}_{name}_mean": m["bootstrap_mean"], f"{task}_{name}_std": m["bootstrap_std"]}
+            versus = result.get("versus_reference") or {"model": None, "metrics": {}}
+            gap = versus["metrics"].get("auprc", {})
+            row |= {
+                f"{task}_reference": versus["model"],
+                f"{task}_auprc_difference": gap.get("difference"),
+                f"{task}_auprc_difference_ci_low": gap.get("ci_low"),
+                f"{task}_auprc_difference_ci_high": gap.get("ci_high"),
+            }
+        rows.append(row)
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def _difference_cell(row: dict, task: str) -> str:
+    value, low, high = (row[f"{task}_auprc_difference{suffix}"] for suffix in ("", "_ci_low", "_ci_high"))
+    if value is None:
+        return "-"
+    beats = " **" if low is not None and low > 0 else ""
+    return f"{100 * value:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]{beats}"
+
+
+def paper_markdown(table: pl.DataFrame, tasks: list[str], reference: str | None, level: float) -> str:
+    """The paper-layout table as Markdown: mean +- std over bootstrap resamples, x100."""
+    header = ["model"]
+    for task in tasks:
+        header += [f"{task} {LABELS[m]}" for m in PAPER_METRICS]
+        if reference:
+            header.append(f"{task} AUPRC vs {reference}")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.iter_rows(named=True):
+        cells = [row["model"]]
+        for task in tasks:
+            for name in PAPER_METRICS:
+                mean, std = row[f"{task}_{name}_mean"], row[f"{task}_{name}_std"]
+                cells.append(f"{_number(mean, 100.0, 2)} ± {_number(std, 100.0, 2)}")
+            if reference:
+                cells.append("reference" if row["model"] == reference else _difference_cell(row, task))
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (f"\nTest split, x100: mean ± standard deviation over bootstrap resamples, as in the paper (each"
+            " resample averages the seeds).")
+    if reference:
+        note += (f" 'AUPRC vs {reference}': difference in AUPRC from {reference} with its paired-bootstrap"
+                 f" {100 * level:.0f}% interval; ** marks an interval above zero.")
+    return "\n".join(lines) + "\n" + note + "\n"
 
 
 def write_json(result: dict, path: str | Path) -> None:

@@ -1,0 +1,61 @@
+"""The data-scarcity experiment: test metrics of models trained on shares of the training split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from emerge_ehr.evaluate.report import evaluate_predictions
+
+CURVE_METRICS = ("auroc", "auprc")
+
+
+def scarcity_table(
+    runs: dict[str, dict[int, list[str]]], task: str, resamples: int, level: float, seed: int
+) -> pl.DataFrame:
+    """One row per model and training percentage: training stays and AUROC/AUPRC with bootstrap CIs.
+
+    ``runs`` maps model -> percent -> the prediction files of its seeds. Every run shares one test split and
+    one set of bootstrap resamples, so the points of a curve are directly comparable.
+    """
+    rows = []
+    for model, by_percent in runs.items():
+        for percent, files in sorted(by_percent.items()):
+            result = evaluate_predictions(files, task, model, resamples, level, seed)
+            stays = [json.loads((Path(f).parent / "summary.json").read_text())["train_stays"] for f in files]
+            row = {"task": task, "model": model, "percent": percent, "train_stays": float(np.mean(stays)),
+                   "test_stays": result["test_stays"]}
+            for name in CURVE_METRICS:
+                m = result["metrics"][name]
+                row |= {name: m["value"], f"{name}_ci_low": m["ci_low"], f"{name}_ci_high": m["ci_high"]}
+            rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def plot_scarcity(table: pl.DataFrame, task: str, out: str | Path) -> None:
+    """AUROC and AUPRC against the share of training data, one line per model with its CI band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for model in table.get_column("model").unique(maintain_order=True):
+        rows = table.filter(pl.col("model") == model).sort("percent")
+        x = rows.get_column("percent").to_numpy()
+        for ax, name in zip(axes, CURVE_METRICS):
+            line, = ax.plot(x, rows.get_column(name).to_numpy(), marker="o", label=model)
+            ax.fill_between(x, rows.get_column(f"{name}_ci_low").to_numpy(),
+                            rows.get_column(f"{name}_ci_high").to_numpy(), color=line.get_color(), alpha=0.15)
+    for ax, name in zip(axes, CURVE_METRICS):
+        ax.set_xlabel("Share of the training split (%)")
+        ax.set_ylabel(name.upper())
+        ax.set_title(f"{task}: {name.upper()} on the test split")
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
