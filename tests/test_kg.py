@@ -6,7 +6,6 @@ import csv
 import functools
 import http.server
 import threading
-from pathlib import Path
 
 import polars as pl
 import pytest

@@ -3,7 +3,6 @@ refusal, and the real engines (vLLM in-process and `vllm serve` on loopback; mar
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess

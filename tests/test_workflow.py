@@ -6,13 +6,10 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 
 from emerge_ehr.data.abnormal import ABNORMAL_SCHEMA
 from emerge_ehr.data.cohort import COHORT_COLUMNS
@@ -23,52 +20,9 @@ from emerge_ehr.kg.retrieve import CONTEXT_SCHEMA
 from emerge_ehr.llm.summarize import SUMMARY_COLUMNS
 
 from conftest import REPO
-from kg_fixture import write_primekg_fixture
+from workflow_helpers import SNAKEMAKE, load_config, planned_rules, snakemake, targets
 
 pytestmark = pytest.mark.slow
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def targets(dataset: str) -> list[str]:
-    """Everything up to the knowledge context and the baseline metrics: the LLM stages have their own test."""
-    return [f"results/{dataset}/metrics/summary.md", f"results/{dataset}/context.parquet",
-            f"results/{dataset}/notes.parquet", f"results/{dataset}/plots/mortality/roc.png"]
-
-
-def snakemake(workdir: Path, config: Path | dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the repository's workflow with ``config`` replacing the default, in ``workdir``."""
-    if isinstance(config, dict):
-        path = workdir / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        config = path
-    cmd = SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config),
-                       "--replace-workflow-config", "--cores", "2", *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
-def load_config(name: str, workdir: Path | None = None) -> dict:
-    """A test config; with ``workdir``, its knowledge graph is a small PrimeKG-format fixture written there.
-
-    (The built-in graph takes minutes to index; the PrimeKG path is what these tests exercise.)
-    """
-    config = yaml.safe_load((REPO / "tests" / "configs" / name).read_text())
-    if workdir is not None:
-        root = write_primekg_fixture(workdir / "primekg")
-        config["knowledge_graph"] = {"name": "fixture", "kind": "primekg", "root": str(root)}
-        config["cache_dir"] = str(workdir / "cache")
-    return config
-
-
-def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
-    """Rule names of the jobs a dry run would execute (from Snakemake's job-stats table)."""
-    text = result.stdout + result.stderr
-    if "Nothing to be done" in text:
-        return set()
-    table = text.split("Job stats:", 1)[1]
-    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", table, re.M)} - {"total"}
 
 
 # The tiny MIMIC-IV run also builds the paper-layout table and the data-scarcity experiment.

@@ -133,6 +133,20 @@ def scarcity_runs(wildcards):
     return runs
 
 
+def package_versions(*names):
+    """Installed versions of the packages a public resource is built from: part of its params, so that an
+    upgrade rebuilds it and never reuses a between-workflow cache entry built with another version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 def kg_source_root():
     """Where the PrimeKG files are read from: the configured folder, or the download rule's output."""
     return KG_DOWNLOAD_DIR if KG["download"]["enabled"] else KG.get("root")

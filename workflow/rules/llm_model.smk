@@ -8,6 +8,9 @@ if llm_model_inputs():
             directory(LLM["model"]),
         params:
             package=LLM["package"],
+            versions=package_versions(LLM["package"], "gguf", "transformers"),
+        # public weights only: safe for the between-workflow cache (--cache)
+        cache: True
         conda:
             "../../envs/llm.yaml"
         log:

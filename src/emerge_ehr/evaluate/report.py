@@ -150,7 +150,7 @@ def paper_markdown(table: pl.DataFrame, tasks: list[str], reference: str | None,
             if reference:
                 cells.append("reference" if row["model"] == reference else _difference_cell(row, task))
         lines.append("| " + " | ".join(cells) + " |")
-    note = (f"\nTest split, x100: mean ± standard deviation over bootstrap resamples, as in the paper (each"
+    note = ("\nTest split, x100: mean ± standard deviation over bootstrap resamples, as in the paper (each"
             " resample averages the seeds).")
     if reference:
         note += (f" 'AUPRC vs {reference}': difference in AUPRC from {reference} with its paired-bootstrap"

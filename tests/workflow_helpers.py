@@ -1,0 +1,65 @@
+"""Running the repository's workflow from tests: real Snakemake in a scratch working directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+from kg_fixture import write_primekg_fixture
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def targets(dataset: str) -> list[str]:
+    """Everything up to the knowledge context and the baseline metrics: the LLM stages have their own test."""
+    return [f"results/{dataset}/metrics/summary.md", f"results/{dataset}/context.parquet",
+            f"results/{dataset}/notes.parquet", f"results/{dataset}/plots/mortality/roc.png"]
+
+
+def snakemake(workdir: Path, config: Path | dict, *args: str, check: bool = True,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the repository's workflow with ``config`` replacing the default, in ``workdir``."""
+    if isinstance(config, dict):
+        path = workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        config = path
+    cmd = SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config),
+                       "--replace-workflow-config", "--cores", "2", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=os.environ | (env or {}))
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def load_config(name: str, workdir: Path | None = None) -> dict:
+    """A test config; with ``workdir``, its knowledge graph is a small PrimeKG-format fixture written there.
+
+    (The built-in graph takes minutes to index; the PrimeKG path is what these tests exercise.)
+    """
+    config = yaml.safe_load((REPO / "tests" / "configs" / name).read_text())
+    if workdir is not None:
+        root = write_primekg_fixture(workdir / "primekg")
+        config["knowledge_graph"] = {"name": "fixture", "kind": "primekg", "root": str(root)}
+        config["cache_dir"] = str(workdir / "cache")
+    return config
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Jobs per rule that a dry run would execute (from Snakemake's job-stats table)."""
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1]
+    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+    jobs.pop("total", None)
+    return jobs
+
+
+def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
+    return set(planned_jobs(result))
