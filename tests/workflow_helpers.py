@@ -23,7 +23,7 @@ def targets(dataset: str) -> list[str]:
 
 
 def snakemake(workdir: Path, config: Path | dict, *args: str, check: bool = True,
-              env: dict | None = None) -> subprocess.CompletedProcess:
+              env: dict | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run the repository's workflow with ``config`` replacing the default, in ``workdir``."""
     if isinstance(config, dict):
         path = workdir / "config.yaml"
@@ -31,7 +31,8 @@ def snakemake(workdir: Path, config: Path | dict, *args: str, check: bool = True
         config = path
     cmd = SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config),
                        "--replace-workflow-config", "--cores", "2", *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=os.environ | (env or {}))
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=os.environ | (env or {}),
+                            timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result

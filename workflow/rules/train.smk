@@ -12,6 +12,8 @@ rule train:
     params:
         settings=train_settings,
     threads: config["train"]["threads"]
+    resources:
+        gpu=config["train"]["gpus"],
     conda:
         "../../envs/model.yaml"
     log:
