@@ -77,9 +77,10 @@ def main() -> None:
     parser.add_argument("--synonyms", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=REPO / "results" / "cache")
+    parser.add_argument("--dtype", default="auto", help="the encoder's number format (text_encoder.dtype)")
     args = parser.parse_args()
     nodes = pl.read_parquet(args.kg / "nodes.parquet")
-    encoder = TextEncoder(EncoderSettings())
+    encoder = TextEncoder(EncoderSettings(dtype=args.dtype))
     cache = EmbeddingCache(args.cache / f"embeddings-{encoder.identity}.sqlite", encoder.dimension)
     results = {}
     for label, include_synonyms in (("held-out synonyms (index of names only)", False), ("clinical phrases", True),
@@ -99,7 +100,7 @@ def main() -> None:
         query_vectors, _ = embed_cached(queries.get_column("query").to_list(), encoder, cache)
         results[label] = evaluate(queries, query_vectors, index, entries, nodes, 5)
         results[label + " time"] = time.perf_counter() - started
-    print(f"KG: {args.kg} ({nodes.height:,} nodes); encoder {encoder.settings.model}\n")
+    print(f"KG: {args.kg} ({nodes.height:,} nodes); encoder {encoder.settings.model} in {encoder.dtype}\n")
     print("| query set | queries | top-1 accuracy | top-5 accuracy |\n|---|---|---|---|")
     for label in ("held-out synonyms (index of names only)", "clinical phrases", "abbreviations, unexpanded"):
         r = results[label]

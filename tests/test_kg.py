@@ -43,7 +43,7 @@ def test_builtin_schema_and_size(builtin_kg):
     assert nodes["index"].to_list() == list(range(nodes.height))
     assert nodes["id"].n_unique() == nodes.height
     by_type = stats["nodes_by_type"]
-    assert by_type["effect/phenotype"] > 15_000 and by_type["gene/protein"] > 3_000 and by_type["disease"] > 80_000
+    assert by_type["effect/phenotype"] > 15_000 and by_type["gene/protein"] > 3_000 and by_type["disease"] > 45_000
     assert stats["nodes"] == nodes.height and stats["edges"] == edges.height
     assert set(stats["edges_by_relation"]) == {
         "phenotype_phenotype", "disease_phenotype_positive", "disease_phenotype_negative",
@@ -95,7 +95,20 @@ def test_builtin_icd10cm(builtin_kg):
     assert set(edges.filter(pl.col("x_id") == "I50.9")["relation"]) == {"disease_disease"}
     # The release lists billable codes only, so I50.21's parent is the derived category I50.
     assert set(edges.filter(pl.col("x_id") == "I50.21")["y_id"]) == {"I50", "CIR019"}
-    assert nodes.filter(pl.col("source") == "ICD10CM").height > 74_000
+    assert nodes.filter(pl.col("source") == "ICD10CM").height > 38_000
+
+
+def test_builtin_icd10cm_merges_encounter_codes(builtin_kg):
+    """The 16 billing variants of a femur fracture are one condition, linked like any code."""
+    nodes, edges, _ = builtin_kg
+    fracture = _node(nodes, "S72.001")
+    assert fracture["name"] == "Fracture of unspecified part of neck of right femur"
+    assert "billed as 16 encounter codes S72.001A to S72.001S" in fracture["description"]
+    assert nodes.filter(pl.col("id").is_in(["S72.001A", "S72.001S"])).height == 0
+    assert not nodes.filter(pl.col("name").str.contains("(initial|subsequent) encounter|, sequela$")).height
+    assert set(edges.filter(pl.col("x_id") == "S72.001")["y_id"]) == {"S72", "INJ043"}
+    wound = _node(nodes, "S01.00")  # placeholder X dropped: S01.00XA -> S01.00
+    assert wound["synonyms"] == ["Open wound of scalp"]
 
 
 def test_icd_synonyms():

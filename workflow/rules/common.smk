@@ -159,7 +159,7 @@ def kg_inputs():
 
 
 def encoder_settings():
-    return {k: config["text_encoder"][k] for k in ("model", "batch_size", "device")}
+    return {k: config["text_encoder"][k] for k in ("model", "batch_size", "device", "dtype")}
 
 
 LLM = config["llm"]

@@ -277,10 +277,39 @@ def read_icd10cm(max_codes: int | None = None) -> dict[str, str]:
     return codes
 
 
+def merge_encounters(billable: dict[str, str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """One condition per code that differs only in its 7th-character encounter extension.
+
+    Injury and poisoning codes come in up to 16 billing variants (initial or subsequent encounter, sequela,
+    healing status), about 49,000 of the release's 74,000 codes; a note names the condition, not the visit,
+    so the graph keeps one node per condition (PrimeKG has no such variants either). Returns the codes with
+    their names, and for each code the billable codes it stands for.
+
+    >>> codes, members = merge_encounters({"S72001A": "Fracture of unsp part of neck of right femur, "
+    ...     "initial encounter for closed fracture", "S72001S": "Fracture of unsp part of neck of right femur, "
+    ...     "sequela", "S0100XA": "Unspecified open wound of unspecified part of head, initial encounter",
+    ...     "I509": "Heart failure, unspecified"})
+    >>> codes
+    {'S72001': 'Fracture of unsp part of neck of right femur', 'S0100': 'Unspecified open wound of unspecified part of head', 'I509': 'Heart failure, unspecified'}
+    >>> members["S72001"]
+    ['S72001A', 'S72001S']
+    """
+    codes: dict[str, str] = {}
+    members: dict[str, list[str]] = {}
+    for code, name in billable.items():
+        condition = _ENCOUNTER.sub("", name)
+        merged = code[:6].rstrip("X") if len(code) == 7 and condition != name else code
+        if merged != code and merged in billable:  # never seen in the release; keep such a code as it is
+            merged, condition = code, name
+        codes.setdefault(merged, condition)
+        members.setdefault(merged, []).append(code)
+    return codes, members
+
+
 def icd_part(max_codes: int | None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    """ICD-10-CM codes, their 3-character categories and CCSR categories, linked parent-child."""
+    """ICD-10-CM conditions, their 3-character categories and CCSR categories, linked parent-child."""
     data = _icd_data()
-    codes = read_icd10cm(max_codes)
+    codes, members = merge_encounters(read_icd10cm(max_codes))
     chapters = _ranges(data / "icd10cmchapters.json")
     blocks = _ranges(data / "icd10cmblocks.json")
     ccsr_map = json.loads((data / "ICD10_CM_CCSR" / "dx_cat1_mapping.json").read_text())
@@ -290,10 +319,15 @@ def icd_part(max_codes: int | None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
         children.setdefault(code[:3], []).append(code)
     categories = sorted(set(children) - set(codes))
     names = dict(codes) | {category: _category_name(category, children[category], codes) for category in categories}
+    # a merged condition takes the CCSR category most of its billable codes have (sequelae may differ)
+    ccsr_of = {}
+    for code, billed in members.items():
+        votes = Counter(ccsr_map[b] for b in billed if b in ccsr_map)
+        if votes:
+            ccsr_of[code] = min(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
     ccsr_members: dict[str, Counter] = {}
-    for code in codes:
-        if code in ccsr_map:
-            ccsr_members.setdefault(ccsr_map[code], Counter())[code[:3]] += 1
+    for code, ccsr in ccsr_of.items():
+        ccsr_members.setdefault(ccsr, Counter())[code[:3]] += 1
     ccsr_names = {cat: names[min(members.items(), key=lambda kv: (-kv[1], kv[0]))[0]]
                   for cat, members in ccsr_members.items()}
 
@@ -310,8 +344,11 @@ def icd_part(max_codes: int | None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
             rows[key].append(value)
 
     for code, name in codes.items():
-        ccsr = ccsr_map.get(code)
+        ccsr = ccsr_of.get(code)
         suffix = f"; CCSR: {ccsr_names[ccsr]} ({ccsr})" if ccsr else ""
+        billed = members[code]
+        if billed != [code]:
+            suffix += f"; billed as {len(billed)} encounter codes {_dotted(billed[0])} to {_dotted(billed[-1])}"
         add(_dotted(code), name, "ICD10CM", f"ICD-10-CM {_dotted(code)}{contexts[code[:3]]}{suffix}.", icd_synonyms(name))
     for category in categories:
         add(category, names[category], "ICD10CM",
@@ -319,7 +356,7 @@ def icd_part(max_codes: int | None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     for cat in sorted(ccsr_members):
         system = CCSR_BODY_SYSTEMS.get(cat[:3], cat[:3])
         add(cat, ccsr_names[cat], "CCSR",
-            f"CCSR category {cat} ({system}) grouping {sum(ccsr_members[cat].values())} ICD-10-CM codes; "
+            f"CCSR category {cat} ({system}) grouping {sum(ccsr_members[cat].values())} ICD-10-CM conditions; "
             f"named after its most frequent ICD-10-CM category.", [f"CCSR {cat}"])
 
     parents = []
@@ -327,7 +364,7 @@ def icd_part(max_codes: int | None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
         parent = next((code[:k] for k in range(len(code) - 1, 2, -1) if code[:k] in codes), None)
         if parent or len(code) > 3:
             parents.append((_dotted(code), _dotted(parent or code[:3])))
-    ccsr_links = [(_dotted(code), ccsr_map[code]) for code in codes if code in ccsr_map]
+    ccsr_links = [(_dotted(code), ccsr) for code, ccsr in ccsr_of.items()]
     edges = [_edge_frame([c for c, _ in pairs], [p for _, p in pairs], PARENT_CHILD) for pairs in (parents, ccsr_links)]
     return _node_frame(rows, DISEASE), edges
 
