@@ -1,6 +1,6 @@
 """Throughput of the knowledge stages at PrimeKG scale: KG build, index build, and alignment.
 
-Uses the built-in KG (113k nodes; its index holds about 141k names and synonyms, PrimeKG has about 129k
+Uses the built-in KG (76k nodes; its index holds about 102k names and synonyms, PrimeKG has about 129k
 nodes). Alignment queries are 5,000 distinct entity-like strings made from node names, so none is cached.
 Run after `make run` (it reuses the pipeline's KG and index when present):
 
