@@ -114,6 +114,9 @@ def test_scarcity_trains_on_nested_shares_and_reuses_the_full_run(tiny_run):
             full = json.loads((results / "metrics" / task / f"{model}.json").read_text())["metrics"]["auroc"]["value"]
             assert table.filter(pl.col("model") == model, pl.col("percent") == 100).item(0, "auroc") == pytest.approx(full)
         assert not (results / "scarcity" / task / "gru" / "percent100").exists()
+        scarce = sorted((results / "scarcity" / task).glob("*/percent20/seed*/summary.json"))
+        assert len(scarce) == 4 and {json.loads(f.read_text())["train_fraction"] for f in scarce} == {0.2}
+        assert json.loads((results / "models" / task / "gru" / "seed0" / "summary.json").read_text())["train_fraction"] == 1.0
         assert (results / "plots" / task / "scarcity.png").stat().st_size > 10_000
 
 

@@ -162,13 +162,15 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
             table.get_column("stay_id").to_numpy(), settings["seed"], out_dir,
         )
         log.info("fitted %s for %s on %d stays", settings["model"], task, summary["train_stays"])
-        return
-    summary = train_model(
-        model_inputs(features_path, embeddings_path, table.height), labels, splits,
-        table.get_column("stay_id").to_numpy(), TrainSettings(**settings), out_dir,
-    )
-    log.info("trained %s for %s: best epoch %d of %d on %s", settings["model"], task,
-             summary["best_epoch"], summary["epochs_run"], summary["device"])
+    else:
+        summary = train_model(
+            model_inputs(features_path, embeddings_path, table.height), labels, splits,
+            table.get_column("stay_id").to_numpy(), TrainSettings(**settings), out_dir,
+        )
+        log.info("trained %s for %s: best epoch %d of %d on %s", settings["model"], task,
+                 summary["best_epoch"], summary["epochs_run"], summary["device"])
+    # the share of the training split this run saw (the data-scarcity experiment), beside the model's own facts
+    (Path(out_dir) / "summary.json").write_text(json.dumps(summary | {"train_fraction": fraction}, indent=2) + "\n")
 
 
 def evaluate(prediction_files: list[str], task: str, model: str, resamples: int, level: float, seed: int, out: str,
