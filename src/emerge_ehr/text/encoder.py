@@ -49,8 +49,8 @@ def resolve_dtype(dtype: str, device: str) -> str:
 
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    native = [getattr(torch.cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return "bfloat16" if any(native) else "float32"
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch helpers; a missing one counts as no
+    return "bfloat16" if any(getattr(torch.cpu, name, lambda: False)() for name in checks) else "float32"
 
 
 def resolve_model(model: str) -> str:
