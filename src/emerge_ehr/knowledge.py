@@ -117,9 +117,11 @@ def align(
     index, entries, info = load_index(index_dir)
     encoder = _encoder(encoder_settings)
     if info["encoder"]["identity"] != encoder.identity:
+        built = info["encoder"]
         raise InputError(
-            f"{index_dir} was built with encoder {info['encoder']['model']} ({info['encoder']['identity']}), not"
-            f" {encoder_settings['model']} ({encoder.identity}): rebuild it (snakemake --forcerun kg_index)"
+            f"{index_dir} was built with encoder {built['model']} in {built.get('dtype', 'float32')}"
+            f" ({built['identity']}), not {encoder_settings['model']} in {encoder.dtype} ({encoder.identity}):"
+            " rebuild it (snakemake --forcerun kg_index), or set text_encoder.dtype to the index's"
         )
     cache = _cache(cache_dir, encoder)
     vectors, stats = embed_cached(queries.get_column("entity").to_list(), encoder, cache)
