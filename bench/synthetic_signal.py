@@ -58,11 +58,10 @@ def main(argv=None) -> None:
         gain = paired_difference(y, [oracle], [p], bootstrap_indices(len(y), 1000, 0))
         print(f"{task}: {len(y)} test stays, {int(y.sum())} positives; planted note-only conditions in "
               f"{', '.join(f'{n} {m:.1%}' for n, m in zip(NOTE_ONLY, flags.mean(0)))}")
-        for metric in ("auroc", "auprc"):
+        for metric, score in (("auroc", auroc), ("auprc", auprc)):
             g = gain[metric]
-            print(f"  {metric}: GRU {100 * (auroc if metric == 'auroc' else auprc)(y, p):.2f}, oracle "
-                  f"{100 * (auroc if metric == 'auroc' else auprc)(y, oracle):.2f}, gain {100 * g['difference']:+.2f} "
-                  f"[{100 * g['ci_low']:+.2f}, {100 * g['ci_high']:+.2f}]")
+            print(f"  {metric}: GRU {100 * score(y, p):.2f}, oracle {100 * score(y, oracle):.2f}, gain "
+                  f"{100 * g['difference']:+.2f} [{100 * g['ci_low']:+.2f}, {100 * g['ci_high']:+.2f}]")
         with np.load(results / "embeddings" / f"{task}.npz") as text:
             rows = labelled.get_column("row").to_numpy()
             notes, mask, summary = text["notes"][rows], text["notes_mask"][rows], text["summary"][rows]

