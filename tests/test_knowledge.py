@@ -12,6 +12,7 @@ from emerge_ehr.data.abnormal import AbnormalTerms, abnormal_features
 from emerge_ehr.kg.align import AlignSettings, align
 from emerge_ehr.kg.index import IndexSettings, build_index, index_entries, search_nodes
 from emerge_ehr.kg.retrieve import RetrieveSettings, build_context
+from emerge_ehr.hardware import choose_format
 from emerge_ehr.knowledge import align_queries
 from emerge_ehr.text.encoder import (
     EmbeddingCache,
@@ -19,7 +20,6 @@ from emerge_ehr.text.encoder import (
     TextEncoder,
     embed_cached,
     model_identity,
-    resolve_dtype,
 )
 
 NODES = pl.DataFrame(
@@ -66,11 +66,20 @@ def test_packaged_encoder_is_offline_and_normalised(encoder):
 def test_auto_number_format_follows_the_cpu(monkeypatch):
     import torch
 
-    assert resolve_dtype("float32", "cpu") == "float32" and resolve_dtype("bfloat16", "cpu") == "bfloat16"
+    assert choose_format("float32", "cpu")[0] == "float32" and choose_format("bfloat16", "cpu")[0] == "bfloat16"
     for avx512_bf16, amx, expected in ((False, False, "float32"), (True, False, "bfloat16"), (False, True, "bfloat16")):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
-        assert resolve_dtype("auto", "cpu") == expected
+        assert choose_format("auto", "cpu")[0] == expected
+
+
+def test_batching_by_tokens_gives_the_vectors_of_one_text_at_a_time(encoder):
+    texts = ["fever", "chronic obstructive pulmonary disease with acute exacerbation", "AKI", "heart failure",
+             "autosomal recessive spastic paraplegia type 70", "sepsis"]
+    batched = TextEncoder(EncoderSettings(dtype="float32", batch_size=4)).encode(texts)
+    alone = TextEncoder(EncoderSettings(dtype="float32", batch_size=1))
+    single = np.concatenate([alone.encode([t]) for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
 
 
 def test_encoder_number_formats_agree_and_are_cached_apart(encoder):

@@ -35,7 +35,7 @@ class ScriptedBackend:
         self.answers = list(answers)
         self.calls = 0
 
-    def generate(self, requests: list[Request]) -> list[Answer]:
+    def generate(self, requests: list[Request], progress=None) -> list[Answer]:
         self.calls += len(requests)
         return [Answer(self.answers.pop(0), 5) for _ in requests]
 
@@ -84,6 +84,93 @@ def test_cache_answers_reruns_without_calls_and_new_prompts_only(tmp_path):
     assert [r.value["entities"] for r in results] == [["CHF"], [], ["AKI"]]
     raw = (tmp_path / "answers.sqlite").read_bytes()
     assert b'"a"' not in raw  # prompts are hashed into keys, not stored
+
+
+def fake_hardware(monkeypatch, cuda: bool, cuda_bf16: bool = False, avx512_bf16: bool = False, amx: bool = False):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: cuda_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+
+
+@pytest.mark.parametrize("hardware, expected", [
+    ({"cuda": False}, "float32"),  # an AVX2-only CPU: emulated bfloat16 is several times slower
+    ({"cuda": False, "avx512_bf16": True}, "bfloat16"),
+    ({"cuda": False, "amx": True}, "bfloat16"),
+    ({"cuda": True, "cuda_bf16": True}, "bfloat16"),
+    ({"cuda": True, "cuda_bf16": False}, "float16"),  # e.g. a V100 or T4
+])
+def test_llm_dtype_auto_follows_the_hardware(monkeypatch, tmp_path, caplog, hardware, expected):
+    fake_hardware(monkeypatch, **hardware)
+    caplog.set_level("INFO")
+    backend = make_backend(LLMSettings(model=str(tmp_path)))
+    assert backend.dtype == expected and backend.identity.endswith(f":{expected}")
+    assert f"in {expected}: " in caplog.text  # the choice and its reason are logged
+    forced = make_backend(LLMSettings(model=str(tmp_path), dtype="bfloat16"))
+    assert forced.dtype == "bfloat16"
+
+
+def test_llm_dtype_is_validated():
+    with pytest.raises(ValueError, match="llm.dtype"):
+        LLMSettings(dtype="int4")
+
+
+def test_a_new_number_format_or_engine_version_asks_the_model_again(monkeypatch, tmp_path):
+    """The answer cache is keyed by engine, version, model and format: no stale answer for another setting."""
+    from emerge_ehr.llm import backends
+    from emerge_ehr.llm.stages import llm_entities
+
+    fake_hardware(monkeypatch, cuda=False)
+    calls = []
+
+    def answer(self, requests, progress=None):
+        calls.append(len(requests))
+        return [Answer('{"entities": ["pneumonia"]}', 5) for _ in requests]
+
+    monkeypatch.setattr(backends.VLLMBackend, "generate", answer)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    notes = tmp_path / "notes.parquet"
+    pl.DataFrame({"stay_id": [1, 2], "note_id": ["a", "b"], "text": ["Pneumonia.", "Pneumonia again."]}).write_parquet(notes)
+
+    def stage(**llm) -> int:
+        before = len(calls)
+        llm_entities(str(notes), str(REPO / "config" / "abbreviations.yaml"), 0, 1, {"model": str(model), **llm},
+                     {}, str(tmp_path / "cache"), str(tmp_path / "entities.parquet"), str(tmp_path / "stats.json"))
+        return sum(calls[before:])
+
+    assert stage(dtype="float32") == 2
+    assert stage(dtype="float32") == 0  # cached
+    assert stage(dtype="auto") == 0  # auto is float32 on this (faked) CPU: the same engine setting
+    assert stage(dtype="bfloat16") == 2  # another format decodes differently
+    monkeypatch.setattr(backends, "engine_version", lambda package: f"{package}==99.0")
+    assert stage(dtype="float32") == 2  # so may another engine release
+
+
+def test_progress_is_logged_with_rate_and_time_left(caplog):
+    from emerge_ehr.progress import Progress
+
+    now = [0.0]
+    caplog.set_level("INFO")
+    progress = Progress("entities", 100, "prompts", interval=30, clock=lambda: now[0])
+    for _ in range(10):
+        now[0] += 5
+        progress.advance(5)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["entities: 30 of 100 prompts (1.00/s, about 1 min 10 s left, 30 s so far)"]
+    now[0] += 60
+    progress.advance(50)
+    assert caplog.records[-1].getMessage() == "entities: 100 of 100 prompts (0.91/s, 1 min 50 s so far)"
+
+
+def test_the_runner_reports_progress_of_backends_that_do_not(tmp_path, caplog):
+    caplog.set_level("INFO")
+    backend = ScriptedBackend(['{"entities": []}'] * 3)
+    run([request("a"), request("b"), request("c")], backend, AnswerCache(tmp_path / "a.sqlite"), LLMSettings(), "test")
+    assert "test, attempt 1: 3 of 3 uncached prompts" in caplog.text
 
 
 def test_remote_hosts_are_refused_unless_allowed():

@@ -163,7 +163,7 @@ def encoder_settings():
 
 
 LLM = config["llm"]
-LLM_SETTINGS_KEYS = ("backend", "model", "max_model_len", "dtype", "temperature", "seed", "batch_size",
+LLM_SETTINGS_KEYS = ("backend", "model", "max_model_len", "dtype", "compile", "temperature", "seed", "batch_size",
                      "max_attempts", "base_url", "allow_remote", "concurrency", "timeout", "kv_cache_gb")
 
 

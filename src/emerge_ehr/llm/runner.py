@@ -16,6 +16,7 @@ import jsonschema
 
 from emerge_ehr.llm.backends import LLMSettings, Request, decoding
 from emerge_ehr.llm.cache import AnswerCache, request_key
+from emerge_ehr.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,17 @@ def run(requests: list[Request], backend, cache: AnswerCache, settings: LLMSetti
         stored = cache.get_many(keys)
         stats.cache_hits += sum(k in stored for k in keys)
         missing = [(i, k) for i, k in zip(pending, keys) if k not in stored]
+        progress = Progress(f"{label}, attempt {attempt + 1}", len(missing), "uncached prompts")
         for start in range(0, len(missing), settings.batch_size):
             batch = missing[start : start + settings.batch_size]
-            answers = backend.generate([current[i] for i, _ in batch])
+            before = progress.done
+            answers = backend.generate([current[i] for i, _ in batch], progress)
+            progress.advance(len(batch) - (progress.done - before))  # backends that do not count as they go
             for (i, key), answer in zip(batch, answers):
                 cache.put(key, answer.text, answer.tokens)
                 stored[key] = answer.text
                 stats.generated_tokens += answer.tokens
             stats.calls += len(batch)
-            log.info("%s: %d of %d uncached prompts answered (attempt %d)", label, start + len(batch), len(missing),
-                     attempt + 1)
         retry = []
         for i, key in zip(pending, keys):
             value, error = parse_answer(stored[key], current[i].schema)

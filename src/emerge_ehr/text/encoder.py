@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from emerge_ehr.hardware import FORMATS, choose_format
+from emerge_ehr.progress import Progress
+
 log = logging.getLogger(__name__)
 
 PACKAGE_PREFIX = "package:"
-
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -33,24 +33,8 @@ class EncoderSettings:
     dtype: str = "auto"  # auto: bfloat16 where the device computes it natively, else float32
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"text_encoder.dtype must be one of {DTYPES}, not {self.dtype!r}")
-
-
-def resolve_dtype(dtype: str, device: str) -> str:
-    """The encoder's number format: half precision doubles throughput where the hardware has it.
-
-    ``auto`` takes bfloat16 on CUDA and on CPUs with AVX512-BF16 or AMX (emulated bfloat16 is slower than
-    float32), float32 elsewhere. Cosines move by under 0.005 (docs/PERFORMANCE.md).
-    """
-    if dtype != "auto":
-        return dtype
-    import torch
-
-    if device.startswith("cuda"):
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch helpers; a missing one counts as no
-    return "bfloat16" if any(getattr(torch.cpu, name, lambda: False)() for name in checks) else "float32"
+        if self.dtype not in FORMATS:
+            raise ValueError(f"text_encoder.dtype must be one of {FORMATS}, not {self.dtype!r}")
 
 
 def resolve_model(model: str) -> str:
@@ -99,7 +83,8 @@ class TextEncoder:
 
         device = str(resolve_device(settings.device))
         self.settings = settings
-        self.dtype = resolve_dtype(settings.dtype, device)
+        self.dtype, reason = choose_format(settings.dtype, device)
+        log.info("text encoder on %s in %s: %s", device, self.dtype, reason)
         # vectors of another number format are not reused from the cache nor mixed into an index
         self.identity = model_identity(settings.model) + ("" if self.dtype == "float32" else f"-{self.dtype}")
         self.model = SentenceTransformer(resolve_model(settings.model), device=device,
@@ -107,16 +92,30 @@ class TextEncoder:
         self.dimension = int(self.model.get_embedding_dimension())
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors of ``texts``, in batches of texts with the same number of tokens.
+
+        sentence-transformers batches by character length, which for clinical terms (split into many word
+        pieces) pads a third of every batch; batching by token count halves the padding and makes the
+        index build about 1.4x faster in float32 (docs/PERFORMANCE.md). Vectors do not depend on the batch.
+        """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            texts, batch_size=self.settings.batch_size, normalize_embeddings=True, show_progress_bar=False,
-            convert_to_numpy=True,
-        )
-        vectors = np.asarray(vectors, dtype=np.float32)
+        order = np.argsort(self.token_counts(texts), kind="stable")
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        size = self.settings.batch_size
+        for start in range(0, len(texts), size):
+            batch = order[start : start + size]
+            vectors[batch] = self.model.encode([texts[i] for i in batch], batch_size=size, normalize_embeddings=True,
+                                               show_progress_bar=False, convert_to_numpy=True)
         if self.dtype != "float32":  # unit length again after rounding, so inner product stays cosine
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
-        return np.ascontiguousarray(vectors)
+        return vectors
+
+    def token_counts(self, texts: list[str]) -> np.ndarray:
+        """Tokens per text as the model reads it (truncated at its maximum length)."""
+        ids = self.model.tokenizer(texts, add_special_tokens=True, truncation=True,
+                                   max_length=self.model.max_seq_length)["input_ids"]
+        return np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(texts))
 
 
 def text_key(identity: str, text: str) -> str:
@@ -171,7 +170,7 @@ class CacheStats:
 
 
 def embed_cached(
-    texts: list[str], encoder: TextEncoder, cache: EmbeddingCache, chunk_size: int = 2048
+    texts: list[str], encoder: TextEncoder, cache: EmbeddingCache, chunk_size: int = 512
 ) -> tuple[np.ndarray, CacheStats]:
     """Vectors for ``texts`` (one row each), embedding only unique texts the cache does not hold yet."""
     started = time.perf_counter()
@@ -179,12 +178,13 @@ def embed_cached(
     keys = [text_key(encoder.identity, t) for t in unique]
     stored = cache.get_many(keys)
     missing = [i for i, key in enumerate(keys) if key not in stored]
+    progress = Progress("embedding", len(missing), "new texts")
     for start in range(0, len(missing), chunk_size):
         chunk = missing[start : start + chunk_size]
         vectors = encoder.encode([unique[i] for i in chunk])
         cache.put_many([(keys[i], v) for i, v in zip(chunk, vectors)])
         stored.update({keys[i]: v for i, v in zip(chunk, vectors)})
-        log.info("embedded %d of %d new texts", min(start + chunk_size, len(missing)), len(missing))
+        progress.advance(len(chunk))
     position = {text: i for i, text in enumerate(unique)}
     matrix = np.stack([stored[keys[position[t]]] for t in texts]) if texts else np.zeros((0, encoder.dimension), np.float32)
     stats = CacheStats(len(unique), len(unique) - len(missing), len(missing), time.perf_counter() - started)
