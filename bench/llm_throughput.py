@@ -8,7 +8,8 @@ times, each in a fresh process (one engine per process, as in the pipeline):
   the pipeline's vLLM backend, with an empty cache.
 
 Engine start is timed apart from generation. Engine options are set from the command line so that each one
-can be measured on its own (number format, eager or compiled, prefix caching, batch size)::
+can be measured on its own (number format, eager or compiled, prefix caching, KV block size, batch size,
+the preloaded allocator)::
 
     .venv/bin/python bench/llm_throughput.py --dtype float32 --prompts 128
     .venv/bin/python bench/llm_throughput.py --dtype float32 --modes raw --no-structured
@@ -34,7 +35,7 @@ sys.path.insert(0, str(REPO / "src"))
 MODEL = REPO / "resources" / "models" / "smollm2-135m-instruct"
 
 
-def extraction_prompts(n: int, workdir: Path):
+def extraction_prompts(n: int, workdir: Path, max_tokens: int | None = None):
     """The first ``n`` extraction requests of a small synthetic MIMIC-IV database's notes."""
     import polars as pl
 
@@ -45,7 +46,8 @@ def extraction_prompts(n: int, workdir: Path):
     if not (root / "synthetic_manifest.json").exists():
         generate(root, "mimic4", n_patients=max(50, n // 2), seed=3)
     notes = pl.concat([pl.read_csv(p, columns=["note_id", "text"]) for p in sorted(root.rglob("note/*.csv.gz"))])
-    requests, _ = extraction_requests(notes.head(n * 2), ExtractionSettings(), 2048)
+    settings = ExtractionSettings(max_tokens=max_tokens) if max_tokens else ExtractionSettings()
+    requests, _ = extraction_requests(notes.head(n * 2), settings, 2048)
     if len(requests) < n:
         raise SystemExit(f"only {len(requests)} prompts in the synthetic notes; ask for fewer")
     return requests[:n]
@@ -56,7 +58,7 @@ def measure(args) -> dict:
     from emerge_ehr.hardware import choose_format
     from emerge_ehr.llm.backends import LLMSettings, VLLMBackend, engine_options, llm_device
 
-    requests = extraction_prompts(args.prompts, Path(args.workdir))
+    requests = extraction_prompts(args.prompts, Path(args.workdir), args.max_tokens)
     dtype, _ = choose_format(args.dtype, llm_device())
     settings = LLMSettings(model=str(args.model), dtype=args.dtype, batch_size=args.batch_size,
                            compile=args.compile, workdir=str(Path(args.workdir) / "runtime"))
@@ -73,7 +75,7 @@ def measure(args) -> dict:
             kwargs["block_size"] = args.block_size
         engine = LLM(model=str(args.model), dtype=dtype, max_model_len=2048, seed=0, **kwargs)
         start_seconds = time.perf_counter() - started
-        params = [SamplingParams(temperature=0.0, max_tokens=args.max_tokens or r.max_tokens,
+        params = [SamplingParams(temperature=0.0, max_tokens=r.max_tokens,
                                  structured_outputs=StructuredOutputsParams(json=r.schema) if args.structured else None)
                   for r in requests]
         started = time.perf_counter()
@@ -112,7 +114,9 @@ def main() -> None:
     parser.add_argument("--no-structured", dest="structured", action="store_false", help="raw: no answer schema")
     parser.add_argument("--prefix-caching", type=lambda s: s == "on", default=None, help="raw: on | off")
     parser.add_argument("--block-size", type=int, help="raw: KV-cache block size (tokens)")
-    parser.add_argument("--max-tokens", type=int, help="raw: answer length instead of the stage's (1: prefill only)")
+    parser.add_argument("--max-tokens", type=int, help="answer length instead of llm_entities.max_tokens (1: prefill only)")
+    parser.add_argument("--no-preload", dest="preload", action="store_false",
+                        help="glibc malloc instead of the preloaded tcmalloc/mimalloc of the pipeline's LLM jobs")
     parser.add_argument("--workdir", default=str(REPO / "resources" / "bench" / "llm"))
     parser.add_argument("--mode", help=argparse.SUPPRESS)  # one measurement, in the child process
     args = parser.parse_args()
@@ -120,7 +124,11 @@ def main() -> None:
         raise SystemExit(f"{args.model} is missing: run `snakemake --cores 1 {MODEL.relative_to(REPO)}` first")
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     if args.mode:
-        print("RESULT " + json.dumps(measure(args)), flush=True)
+        from emerge_ehr.runtime import PRELOADED, preload_allocator
+
+        if args.preload:
+            preload_allocator()  # as the pipeline's LLM jobs do
+        print("RESULT " + json.dumps(measure(args) | {"malloc": os.environ.get(PRELOADED, "glibc")}), flush=True)
         return
     extraction_prompts(args.prompts, Path(args.workdir))  # generated once, outside the timed children
     for mode in args.modes:

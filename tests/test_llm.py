@@ -369,3 +369,27 @@ def test_transformers_backend_validates_and_retries(model_dir, tmp_path):
     # Without constrained decoding the tiny model may fail; either way the stage gets a result, not an error.
     assert stats.calls in (1, 2) and len(results) == 1
     assert (results[0].value is None) == (results[0].error is not None)
+
+
+PRELOAD_SCRIPT = """
+import sys
+sys.path.insert(0, {src!r})
+from emerge_ehr.runtime import start_job
+start_job(1, {log!r}, fast_allocator=True)
+maps = open("/proc/self/maps").read()
+print("MAPPED", "tcmalloc" in maps or "mimalloc" in maps)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux's")
+def test_llm_jobs_restart_once_with_a_faster_allocator(tmp_path):
+    from emerge_ehr.runtime import allocator_library
+
+    if allocator_library() is None:
+        pytest.skip("neither tcmalloc nor the cmeel-mimalloc package is installed")
+    script = PRELOAD_SCRIPT.format(src=str(REPO / "src"), log=str(tmp_path / "job.log"))
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "EMERGE_PRELOADED_ALLOCATOR")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["MAPPED", "True"]
+    assert "malloc: " in (tmp_path / "job.log").read_text()

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import logging
 import os
 import sys
 from pathlib import Path
 
+PRELOADED = "EMERGE_PRELOADED_ALLOCATOR"
 
-def start_job(threads: int, log_file: str | Path | None) -> None:
+
+def start_job(threads: int, log_file: str | Path | None, fast_allocator: bool = False) -> None:
     """Limit native thread pools to the job's threads and send log lines to the rule's log file.
 
+    ``fast_allocator`` (the LLM jobs) first restarts the process once with a faster malloc preloaded.
     Logs carry ids, counts and timings only, never note text or other clinical values.
     """
+    if fast_allocator:
+        preload_allocator()
     for variable in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, str(max(1, threads)))
     # vLLM would otherwise replace the logging set-up (closing the log file) when it is imported.
@@ -28,6 +34,40 @@ def start_job(threads: int, log_file: str | Path | None) -> None:
     for noisy in ("vllm", "transformers", "sentence_transformers", "faiss", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     sys.excepthook = _log_failure
+    if os.environ.get(PRELOADED):
+        logging.getLogger("emerge_ehr").info("malloc: %s preloaded", os.environ[PRELOADED])
+
+
+def allocator_library() -> str | None:
+    """The system's tcmalloc (e.g. Debian's libtcmalloc-minimal4), else mimalloc from the cmeel-mimalloc package."""
+    for name in ("tcmalloc_minimal", "tcmalloc"):
+        if found := ctypes.util.find_library(name):
+            return found
+    from importlib.metadata import PackageNotFoundError, files
+
+    try:
+        shipped = [f for f in files("cmeel-mimalloc") or [] if f.name.startswith("libmimalloc.so.")]
+    except PackageNotFoundError:
+        return None
+    return str(shipped[0].locate()) if shipped else None
+
+
+def preload_allocator() -> None:
+    """Restart this process once with a faster allocator in LD_PRELOAD (a running process cannot preload).
+
+    vLLM's CPU backend asks for tcmalloc: on 2 cores it decodes 12 % faster with it and 7 % with mimalloc
+    (docs/PERFORMANCE.md). Linux only; nothing happens where no such library is found.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get(PRELOADED):
+        return
+    library = allocator_library()
+    if library is None:
+        return
+    preload = ":".join(filter(None, [library, os.environ.get("LD_PRELOAD")]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    environment = os.environ | {"LD_PRELOAD": preload, PRELOADED: library}
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
 
 
 def _log_failure(kind, error, traceback) -> None:

@@ -36,7 +36,7 @@ class LLMSettings:
     compile: bool = False  # torch.compile the model on a CPU (a GPU always compiles, with CUDA graphs)
     seed: int = 0
     temperature: float = 0.0
-    batch_size: int = 64  # prompts per checkpoint: answers are cached after each batch
+    batch_size: int = 128  # prompts per checkpoint: answers are cached after each batch
     max_attempts: int = 3
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key_env: str = "OPENAI_API_KEY"
