@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from emerge_ehr.hardware import choose_format
 from emerge_ehr.llm.backends import Answer, LLMSettings, OpenAIBackend, Request, is_loopback, make_backend
 from emerge_ehr.llm.cache import AnswerCache
 from emerge_ehr.llm.extract import ENTITY_ANSWER_SCHEMA, ExtractionSettings, extraction_requests, refine, words_per_chunk
@@ -130,6 +131,7 @@ def test_a_new_number_format_or_engine_version_asks_the_model_again(monkeypatch,
         return [Answer('{"entities": ["pneumonia"]}', 5) for _ in requests]
 
     monkeypatch.setattr(backends.VLLMBackend, "generate", answer)
+    monkeypatch.setattr(backends.VLLMBackend, "start_once", lambda self: None)
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
@@ -164,6 +166,10 @@ def test_progress_is_logged_with_rate_and_time_left(caplog):
     now[0] += 60
     progress.advance(50)
     assert caplog.records[-1].getMessage() == "entities: 100 of 100 prompts (0.91/s, 1 min 50 s so far)"
+    early = Progress("summaries", 1000, "prompts", interval=30, clock=lambda: now[0])
+    now[0] += 40
+    early.advance(1)  # too few done for an estimate of the time left
+    assert caplog.records[-1].getMessage() == "summaries: 1 of 1000 prompts (0.03/s, 40 s so far)"
 
 
 def test_the_runner_reports_progress_of_backends_that_do_not(tmp_path, caplog):
@@ -331,7 +337,7 @@ def test_openai_backend_against_a_real_vllm_server_on_loopback(model_dir, tmp_pa
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--host", "127.0.0.1",
-         "--port", str(port), "--max-model-len", "2048", "--dtype", "bfloat16", "--enforce-eager",
+         "--port", str(port), "--max-model-len", "2048", "--dtype", choose_format("auto", "cpu")[0], "--enforce-eager",
          "--served-model-name", "smollm2"],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )

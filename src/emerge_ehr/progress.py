@@ -50,6 +50,6 @@ class Progress:
         elapsed = max(now - self.started, 1e-9)
         rate = self.done / elapsed
         text = f"{self.label}: {self.done} of {self.total} {self.unit} ({rate:.2f}/s"
-        if self.done < self.total and rate > 0:
+        if self.total * 0.05 <= self.done < self.total:  # an estimate from the first few items misleads
             text += f", about {duration((self.total - self.done) / rate)} left"
         return text + f", {duration(elapsed)} so far)"

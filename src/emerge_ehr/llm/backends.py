@@ -168,6 +168,10 @@ class VLLMBackend:
         self.identity = f"{engine_version('vllm')}:{model_identity}:{self.dtype}"
         self._engine = None
 
+    def start_once(self) -> None:
+        if self._engine is None:
+            self.start()
+
     def start(self) -> None:
         kwargs, env = engine_options(self.settings, self.device)
         for name in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR"):
@@ -185,8 +189,7 @@ class VLLMBackend:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        if self._engine is None:
-            self.start()
+        self.start_once()
         params = []
         for r in requests:
             values = decoding(self.settings, r)

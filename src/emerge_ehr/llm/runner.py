@@ -76,6 +76,8 @@ def run(requests: list[Request], backend, cache: AnswerCache, settings: LLMSetti
         stored = cache.get_many(keys)
         stats.cache_hits += sum(k in stored for k in keys)
         missing = [(i, k) for i, k in zip(pending, keys) if k not in stored]
+        if missing and hasattr(backend, "start_once"):
+            backend.start_once()  # so that the rates below are the engine's, not its start-up
         progress = Progress(f"{label}, attempt {attempt + 1}", len(missing), "uncached prompts")
         for start in range(0, len(missing), settings.batch_size):
             batch = missing[start : start + settings.batch_size]
