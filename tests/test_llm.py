@@ -172,6 +172,33 @@ def test_progress_is_logged_with_rate_and_time_left(caplog):
     assert caplog.records[-1].getMessage() == "summaries: 1 of 1000 prompts (0.03/s, 40 s so far)"
 
 
+def test_vllm_progress_bar_counts_finished_prompts_only():
+    from emerge_ehr.llm.backends import engine_progress_bar
+    from emerge_ehr.progress import Progress
+
+    progress = Progress("test", 5, "prompts")
+    bar = engine_progress_bar(progress)
+    adding = bar(range(5), desc="Adding requests")
+    assert list(adding) == list(range(5)) and progress.done == 0  # vLLM's bar over the requests it queues
+    processed = bar(total=5, desc="Processed prompts")
+    processed.update(2)
+    processed.update(3)
+    processed.close()
+    assert progress.done == 5
+
+
+@pytest.mark.parametrize("compile_model", [False, True])
+def test_engine_options_per_device(tmp_path, compile_model):
+    from emerge_ehr.llm.backends import CPU_KV_BLOCK, engine_options
+
+    settings = LLMSettings(workdir=str(tmp_path), compile=compile_model, kv_cache_gb=3)
+    cpu, env = engine_options(settings, "cpu")
+    assert cpu == {"enforce_eager": not compile_model, "block_size": CPU_KV_BLOCK}
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "3" and env["TORCHINDUCTOR_CACHE_DIR"].startswith(str(tmp_path))
+    gpu, env = engine_options(settings, "cuda")
+    assert gpu == {"gpu_memory_utilization": settings.gpu_memory_utilization} and "VLLM_CPU_KVCACHE_SPACE" not in env
+
+
 def test_the_runner_reports_progress_of_backends_that_do_not(tmp_path, caplog):
     caplog.set_level("INFO")
     backend = ScriptedBackend(['{"entities": []}'] * 3)

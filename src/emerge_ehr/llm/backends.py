@@ -149,9 +149,8 @@ def engine_progress_bar(progress: Progress):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs | {"file": _Silent(), "mininterval": 3600})
 
-        def update(self, n: int = 1):
-            if self.desc == "Processed prompts":  # not the bar vLLM shows while it adds the requests
-                progress.advance(n)
+        def update(self, n: int = 1):  # called for finished prompts (iterating the requests vLLM adds is not)
+            progress.advance(n)
             return super().update(n)
 
     return Bar

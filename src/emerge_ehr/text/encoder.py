@@ -95,8 +95,8 @@ class TextEncoder:
         """Unit vectors of ``texts``, in batches of texts with the same number of tokens.
 
         sentence-transformers batches by character length, which for clinical terms (split into many word
-        pieces) pads a third of every batch; batching by token count halves the padding and makes the
-        index build about 1.4x faster in float32 (docs/PERFORMANCE.md). Vectors do not depend on the batch.
+        pieces) pads a third of every batch; batching by token count leaves almost no padding and makes the
+        index build 1.3x faster in float32 (docs/PERFORMANCE.md). Vectors do not depend on the batch.
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
