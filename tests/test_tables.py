@@ -99,3 +99,71 @@ def test_mimic3_chart_errors_are_dropped(tmp_path):
     )
     out = tmp_path / "chartevents.parquet"
     assert convert(tmp_path, "mimic3", "chartevents", out) == 1
+
+
+@pytest.mark.parametrize("case", [str.lower, str.upper])
+def test_headers_and_file_names_match_up_to_case(tmp_path, case):
+    header, row = ICUSTAYS4.splitlines()
+    mimic3 = "ROW_ID,SUBJECT_ID,HADM_ID,ICUSTAY_ID,FIRST_CAREUNIT,LAST_CAREUNIT,FIRST_WARDID,LAST_WARDID,INTIME,OUTTIME\n"
+    write_gz(tmp_path / case("ICUSTAYS.csv.gz"), case(mimic3) + "1,1,10,100,MICU,MICU,7,7,2150-01-01 08:00:00,"
+             "2150-01-04 08:00:00\n")
+    out = tmp_path / "out" / "icustays.parquet"
+    assert convert(tmp_path, "mimic3", "icustays", out) == 1
+    frame = pl.read_parquet(out)
+    assert dict(frame.schema) == CANONICAL["icustays"] and frame.row(0, named=True)["stay_id"] == 100
+    write_gz(tmp_path / "iv/icu/icustays.csv.gz", case(header) + "\n" + row + "\n")
+    assert convert(tmp_path / "iv", "mimic4", "icustays", out) == 1
+    assert pl.read_parquet(out).columns == list(CANONICAL["icustays"])
+
+
+def test_a_header_with_two_columns_equal_up_to_case_names_both(tmp_path):
+    header, row = ICUSTAYS4.splitlines()
+    write_gz(tmp_path / "icu/icustays.csv.gz", header + ",STAY_ID\n" + row + ",100\n")
+    with pytest.raises(InputError, match=r"icustays\.csv\.gz: columns stay_id and STAY_ID are equal up to case"):
+        convert(tmp_path, "mimic4", "icustays", tmp_path / "out.parquet")
+
+
+def test_two_files_equal_up_to_case_are_named(tmp_path):
+    write_gz(tmp_path / "ICUSTAYS.csv.gz", "x\n")
+    write_gz(tmp_path / "icustays.csv.gz", "x\n")
+    with pytest.raises(InputError, match="ICUSTAYS.csv.gz and icustays.csv.gz differ only in case"):
+        source_files(tmp_path, "mimic3", "icustays")
+
+
+NOTES4 = "note_id,subject_id,hadm_id,note_type,note_seq,charttime,storetime,text\n"
+
+
+def test_bytes_that_are_not_utf8_and_nul_are_replaced_counted_and_the_rest_kept(tmp_path, caplog):
+    rows = [b'1-RR-1,1,10,RR,1,2150-01-02 10:00:00,,"caf\xe9 \xff\xfe note"\n',
+            b'1-RR-2,1,10,RR,2,2150-01-02 11:00:00,,"before\x00after"\n',
+            b'1-RR-3,1,10,RR,3,2150-01-02 12:00:00,,"a clean note"\n']
+    path = tmp_path / "note/radiology.csv.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(gzip.compress(NOTES4.encode() + b"".join(rows)))
+    out = tmp_path / "notes.parquet"
+    with caplog.at_level("WARNING"):
+        assert convert(tmp_path, "mimic4", "notes", out) == 3
+    text = pl.read_parquet(out).sort("note_id").get_column("text").to_list()
+    assert text[0].startswith("caf\ufffd") and text[1] == "before\ufffdafter" and text[2] == "a clean note"
+    assert "2 value(s) of column text held bytes that are not UTF-8 text or NUL" in caplog.text
+    assert not any(word in caplog.text for word in ("caf", "before", "clean"))  # counts only, never the text
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_damaged_gzip_is_named_and_leaves_no_parquet(tmp_path, damage):
+    lines = "".join(f"1,10,100,2150-01-01 {h % 24:02d}:00:00,220045,{60 + h % 50},{60 + h % 50},bpm\n"
+                    for h in range(200_000))
+    data = bytearray(gzip.compress(("subject_id,hadm_id,stay_id,charttime,itemid,value,valuenum,valueuom\n"
+                                    + lines).encode()))
+    if damage == "truncated":
+        data = data[: len(data) * 2 // 3]
+    else:
+        data[-6] ^= 0xFF  # the stored CRC-32 no longer matches
+    path = tmp_path / "icu/chartevents.csv.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out" / "chartevents.parquet"
+    with pytest.raises(InputError, match=rf"chartevents\.csv\.gz: file is {damage}") as error:
+        convert(tmp_path, "mimic4", "chartevents", out)
+    assert "nothing of table 'chartevents' was written" in str(error.value)
+    assert not any((tmp_path / "out").iterdir())

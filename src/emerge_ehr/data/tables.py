@@ -4,12 +4,16 @@ Every later stage reads the canonical tables only, so the differences between th
 (file names, upper-case columns, MIMIC-III's date-of-birth versus MIMIC-IV's anchor age, the
 separate MIMIC-IV-Note module) live here and nowhere else.
 
-Canonical columns are lower case; ICU stays are identified by ``stay_id`` in both layouts.
+Canonical columns are lower case; ICU stays are identified by ``stay_id`` in both layouts. Source file
+and column names are matched up to case: MIMIC-III exists with upper-case headers (the full v1.4 CSVs)
+and lower-case ones (the demo, Postgres and BigQuery exports), MIMIC-IV likewise.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +24,7 @@ log = logging.getLogger(__name__)
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
 LAYOUTS = ("mimic3", "mimic4")
+REPLACEMENT = "\ufffd"  # stands in for bytes that are not UTF-8 text, and for NUL
 
 
 class InputError(ValueError):
@@ -210,7 +215,7 @@ CANONICAL: dict[str, dict[str, pl.DataType]] = {
 
 
 def source_files(root: str | Path, layout: str, table: str, notes_root: str | Path | None = None) -> list[Path]:
-    """The existing source files of a canonical table (``.csv.gz``, ``.csv`` or ``.parquet``).
+    """The existing source files of a canonical table (``.csv.gz``, ``.csv`` or ``.parquet``), names matched up to case.
 
     Raises InputError naming the expected path when a required table is missing.
     """
@@ -221,12 +226,22 @@ def source_files(root: str | Path, layout: str, table: str, notes_root: str | Pa
         if table == "notes" and layout == "mimic4" and notes_root is not None:
             base, stem = Path(notes_root), stem.removeprefix("note/")
         candidates = [base / f"{stem}{suffix}" for suffix in (".csv.gz", ".csv", ".parquet")]
-        hit = next((path for path in candidates if path.exists()), None)
+        hit = next((path for path in map(_existing_up_to_case, candidates) if path is not None), None)
         if hit is None and not spec.optional_files:
             raise InputError(f"{layout} table '{table}' not found: expected {candidates[0]} (or .csv/.parquet)")
         if hit is not None:
             found.append(hit)
     return found
+
+
+def _existing_up_to_case(path: Path) -> Path | None:
+    """The one file in ``path``'s folder whose name equals ``path``'s up to case, if any."""
+    if not path.parent.is_dir():
+        return None
+    matches = sorted(p for p in path.parent.iterdir() if p.name.lower() == path.name.lower())
+    if len(matches) > 1:
+        raise InputError(f"{path.parent}: files {' and '.join(p.name for p in matches)} differ only in case; keep one")
+    return matches[0] if matches else None
 
 
 def _spec(layout: str, table: str) -> TableSpec:
@@ -238,14 +253,55 @@ def _spec(layout: str, table: str) -> TableSpec:
 
 
 def _scan_raw(path: Path) -> pl.LazyFrame:
-    """Scan a source file with every column as text, so that parsing errors can name their column."""
+    """Scan a source file with every column as text, so that parsing errors can name their column.
+
+    Bytes that are not UTF-8 become U+FFFD instead of failing the whole table; ``convert`` counts them.
+    """
     if path.suffix == ".parquet":
         return pl.scan_parquet(path)
-    return pl.scan_csv(path, infer_schema=False, quote_char='"')
+    return pl.scan_csv(path, infer_schema=False, quote_char='"', encoding="utf8-lossy")
 
 
 def _header(path: Path) -> list[str]:
     return _scan_raw(path).collect_schema().names()
+
+
+def _fold(name: str) -> str:
+    """A column name up to case, spaces and a byte-order mark (spreadsheet exports add one)."""
+    return name.strip().lstrip("\ufeff").strip().lower()
+
+
+def resolve_columns(path: Path, header: list[str], layout: str, table: str) -> dict[str, str]:
+    """Canonical column -> the file's column of that name up to case, for the columns the file has.
+
+    Raises InputError naming the file and both columns when two columns of the file are equal up to case
+    and the table needs that column, and naming the missing ones when a required column is absent.
+
+    >>> resolve_columns(Path("ICUSTAYS.csv"), ["row_id", "subject_id", "hadm_id", "icustay_id", "intime",
+    ...     "first_wardid", "last_wardid",
+    ...     "outtime", "first_careunit", "last_careunit"], "mimic3", "icustays")["stay_id"]
+    'icustay_id'
+    """
+    spec = _spec(layout, table)
+    by_folded: dict[str, list[str]] = {}
+    for name in header:
+        by_folded.setdefault(_fold(name), []).append(name)
+    resolved, missing = {}, []
+    for canonical, col in spec.columns.items():
+        names = by_folded.get(_fold(col.source), [])
+        if len(names) > 1:
+            raise InputError(f"{path}: columns {' and '.join(names)} are equal up to case; the {layout} '{table}'"
+                             f" table needs exactly one {col.source}")
+        if names:
+            resolved[canonical] = names[0]
+        elif col.required:
+            missing.append(col.source)
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(missing)} required for the {layout} '{table}' table"
+            f" (found: {', '.join(header)}; names are matched up to case)"
+        )
+    return resolved
 
 
 def _parse(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -272,24 +328,23 @@ def canonical_frame(path: Path, layout: str, table: str) -> pl.LazyFrame:
     Raises InputError naming the file and column when a required column is absent.
     """
     spec = _spec(layout, table)
-    header = _header(path)
-    missing = [col.source for col in spec.columns.values() if col.required and col.source not in header]
-    if missing:
-        raise InputError(
-            f"{path}: missing column(s) {', '.join(missing)} required for the {layout} '{table}' table"
-            f" (found: {', '.join(header)})"
-        )
+    present = resolve_columns(path, _header(path), layout, table)
     exprs = []
     for name, col in spec.columns.items():
-        if col.source in header:
-            raw = pl.col(col.source)
-            exprs.append((raw.cast(pl.String) if col.dtype == STR else _parse(raw, col.dtype)).alias(name))
+        if name in present:
+            raw = pl.col(present[name])
+            exprs.append((_clean_text(raw) if col.dtype == STR else _parse(raw, col.dtype)).alias(name))
         else:
             exprs.append(pl.lit(None, dtype=col.dtype).alias(name))
-    base = path.name.removesuffix(".gz").removesuffix(".csv").removesuffix(".parquet")
-    stem = next((s for s in spec.files if Path(s).name == base), None)
+    base = path.name.lower().removesuffix(".gz").removesuffix(".csv").removesuffix(".parquet")
+    stem = next((s for s in spec.files if Path(s).name.lower() == base), None)
     exprs += [pl.lit(v).alias(k) for k, v in spec.constants.get(stem, {}).items()]
     return _scan_raw(path).select(exprs)
+
+
+def _clean_text(column: pl.Expr) -> pl.Expr:
+    """Text with NUL bytes (which break tokenizers and C strings downstream) replaced like invalid UTF-8."""
+    return column.cast(pl.String).str.replace_all("\x00", REPLACEMENT, literal=True)
 
 
 def finalise(frame: pl.LazyFrame, layout: str, table: str) -> pl.LazyFrame:
@@ -319,25 +374,54 @@ def check_parses(path: Path, layout: str, table: str, sample_rows: int = 10_000)
     """Fail early, naming file and column, when a sample of non-empty values does not parse."""
     spec = _spec(layout, table)
     raw = _scan_raw(path).head(sample_rows).collect()
+    present = resolve_columns(path, raw.columns, layout, table)
     for name, col in spec.columns.items():
-        if col.source not in raw.columns or col.dtype == STR:
+        if name not in present or col.dtype == STR:
             continue
-        values = raw.select(pl.col(col.source).cast(pl.String).str.strip_chars().alias("raw")).with_row_index("row")
+        values = raw.select(pl.col(present[name]).cast(pl.String).str.strip_chars().alias("raw")).with_row_index("row")
         values = values.with_columns(_parse(pl.col("raw"), col.dtype).alias("parsed"))
         bad = values.filter(pl.col("raw").is_not_null() & (pl.col("raw") != "") & pl.col("parsed").is_null())
         if bad.height:
             # The message names the column and the expected type, never the values (they may be clinical).
             expected = {TIME: f"timestamps like {TIME_FORMAT}", DATE: f"dates like {DATE_FORMAT}"}.get(col.dtype, col.dtype)
             raise InputError(
-                f"{path}: column {col.source} has values that are not {expected}:"
+                f"{path}: column {present[name]} has values that are not {expected}:"
                 f" {bad.height} of the first {raw.height} rows (first at data row {bad['row'][0] + 1})"
             )
+
+
+def unreadable_gzip(path: Path) -> str | None:
+    """Why a ``.gz`` file cannot be read to its end (truncated, or a corrupt stream), else None."""
+    if not path.name.endswith(".gz"):
+        return None
+    try:
+        with gzip.open(path, "rb") as handle:
+            while handle.read(1 << 24):
+                pass
+    except EOFError:
+        return "truncated (the gzip stream ends before its end marker)"
+    except (OSError, zlib.error) as err:
+        return f"corrupt ({err})"
+    return None
+
+
+def replaced_characters(path: Path, table: str) -> dict[str, int]:
+    """Per text column of a converted table, the values holding U+FFFD (bytes that were not UTF-8, or NUL)."""
+    text_columns = [c for c, t in CANONICAL[table].items() if t == STR]
+    counts = pl.scan_parquet(path).select(
+        pl.col(c).str.contains(REPLACEMENT, literal=True).sum().alias(c) for c in text_columns
+    ).collect().row(0, named=True)
+    return {column: count for column, count in counts.items() if count}
 
 
 def convert(
     root: str | Path, layout: str, table: str, out: str | Path, notes_root: str | Path | None = None
 ) -> int:
-    """Convert one source table (all its files) into canonical Parquet, streaming; returns the row count."""
+    """Convert one source table (all its files) into canonical Parquet, streaming; returns the row count.
+
+    Nothing is left at ``out`` unless the whole table converted: a truncated or corrupt file fails the job
+    with an error naming that file.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = source_files(root, layout, table, notes_root)
@@ -348,13 +432,23 @@ def convert(
     for path in paths:
         check_parses(path, layout, table)
     frames = [finalise(canonical_frame(path, layout, table), layout, table) for path in paths]
-    tmp = out.with_suffix(".partial.parquet")
+    tmp = out.with_name(out.name + ".partial")
     try:
         pl.concat(frames, how="vertical").sink_parquet(tmp, row_group_size=1_000_000)
-    except pl.exceptions.PolarsError as err:
+    except (pl.exceptions.PolarsError, OSError) as err:
         tmp.unlink(missing_ok=True)
+        unreadable = [(path, why) for path in paths if (why := unreadable_gzip(path))]
+        if unreadable:
+            raise InputError("; ".join(f"{path}: file is {why}" for path, why in unreadable)
+                             + f"; nothing of table '{table}' was written") from err
         raise InputError(f"{', '.join(map(str, paths))}: could not convert table '{table}': {err}") from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(out)
     rows = pl.scan_parquet(out).select(pl.len()).collect().item()
     log.info("converted %s (%d file(s)) to %s: %d rows", table, len(paths), out, rows)
+    for column, count in replaced_characters(out, table).items():
+        log.warning("%s: %d value(s) of column %s held bytes that are not UTF-8 text or NUL; replaced by U+FFFD"
+                    " and kept", table, count, column)
     return rows
