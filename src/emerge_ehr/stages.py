@@ -39,12 +39,15 @@ def write_parquet_atomically(frame: pl.DataFrame | pl.LazyFrame, path: str | Pat
     tmp.replace(path)
 
 
-def synthesize(out_dir: str | Path, layout: str, patients: int, seed: int, variables: str | Path) -> None:
+def synthesize(
+    out_dir: str | Path, layout: str, patients: int, seed: int, variables: str | Path, header_case: str = "as_released"
+) -> None:
     from emerge_ehr.data.synthetic import generate
 
     started = time.perf_counter()
-    generate(out_dir, layout=layout, n_patients=patients, seed=seed, variables_yaml=variables)
-    log.info("synthetic %s database with %d patients written in %.1f s", layout, patients, time.perf_counter() - started)
+    generate(out_dir, layout=layout, n_patients=patients, seed=seed, variables_yaml=variables, header_case=header_case)
+    log.info("synthetic %s database with %d patients (%s column names) written in %.1f s", layout, patients,
+             header_case, time.perf_counter() - started)
 
 
 def convert(root: str, layout: str, table: str, out: str | Path, notes_root: str | None = None) -> None:

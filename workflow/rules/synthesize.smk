@@ -14,6 +14,7 @@ for _layout in ("mimic4", "mimic3"):
             layout=_layout,
             patients=lambda w: dataset_config(w.dataset)["patients"],
             seed=lambda w: dataset_config(w.dataset)["seed"],
+            header_case=lambda w: dataset_config(w.dataset)["header_case"],
             variables=VARIABLES,
         wildcard_constraints:
             dataset=synthetic_names(_layout),

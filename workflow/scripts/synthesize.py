@@ -14,4 +14,5 @@ stages.synthesize(
     snakemake.params.patients,
     snakemake.params.seed,
     snakemake.params.variables,
+    snakemake.params.header_case,
 )
