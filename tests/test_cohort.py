@@ -32,42 +32,46 @@ def tables():
                stay 401 lasts 47 h -> excluded.
     subject 5: stay 500 lasts 60 h but the patient is 17 -> excluded.
     subject 6: stay 600 moves from MICU to SICU -> excluded (transfer).
-    subject 7: stay 700, dies in hospital -> mortality 1 and (ICU definition) readmission 1.
+    subject 7: stay 700, leaves the ICU at d(4), dies in the ward at d(4.5) -> mortality 1, (ICU definition) readmission 1.
+    subject 8: stay 800, dies in the ICU 30 min before the recorded out-time -> mortality 1; not at risk of
+               ICU readmission (null) under either definition.
+    subject 9: stay 900, date of death only, the day before the recorded out-time -> died in the ICU: null.
     """
     icustays = pl.DataFrame(
         {
-            "subject_id": [1, 1, 2, 3, 3, 4, 4, 5, 6, 7],
-            "hadm_id": [10, 10, 20, 30, 31, 40, 41, 50, 60, 70],
-            "stay_id": [100, 101, 200, 300, 301, 400, 401, 500, 600, 700],
-            "first_careunit": ["MICU"] * 8 + ["MICU", "MICU"],
-            "last_careunit": ["MICU"] * 8 + ["SICU", "MICU"],
-            "first_wardid": [None] * 10,
-            "last_wardid": [None] * 10,
-            "intime": [T0, d(4), T0, T0, d(33), T0, d(34), T0, T0, T0],
+            "subject_id": [1, 1, 2, 3, 3, 4, 4, 5, 6, 7, 8, 9],
+            "hadm_id": [10, 10, 20, 30, 31, 40, 41, 50, 60, 70, 80, 90],
+            "stay_id": [100, 101, 200, 300, 301, 400, 401, 500, 600, 700, 800, 900],
+            "first_careunit": ["MICU"] * 8 + ["MICU", "MICU", "MICU", "MICU"],
+            "last_careunit": ["MICU"] * 8 + ["SICU", "MICU", "MICU", "MICU"],
+            "first_wardid": [None] * 12,
+            "last_wardid": [None] * 12,
+            "intime": [T0, d(4), T0, T0, d(33), T0, d(34), T0, T0, T0, T0, T0],
             "outtime": [d(3), d(6), h(72), d(3), d(33) + dt.timedelta(hours=48), d(3),
-                        d(34) + dt.timedelta(hours=47), h(60), d(3), d(4)],
+                        d(34) + dt.timedelta(hours=47), h(60), d(3), d(4), d(5), d(5)],
         },
         schema_overrides={"first_wardid": pl.Int64, "last_wardid": pl.Int64},
     )
     admissions = pl.DataFrame(
         {
-            "subject_id": [1, 2, 3, 3, 4, 4, 5, 6, 7],
-            "hadm_id": [10, 20, 30, 31, 40, 41, 50, 60, 70],
-            "admittime": [T0, T0, T0, d(33), T0, d(34), T0, T0, T0],
-            "dischtime": [d(8), d(5), d(4), d(40), d(5), d(40), d(5), d(5), d(4.5)],
-            "deathtime": [None] * 8 + [d(4.5)],
-            "hospital_expire_flag": [0] * 8 + [1],
+            "subject_id": [1, 2, 3, 3, 4, 4, 5, 6, 7, 8, 9],
+            "hadm_id": [10, 20, 30, 31, 40, 41, 50, 60, 70, 80, 90],
+            "admittime": [T0, T0, T0, d(33), T0, d(34), T0, T0, T0, T0, T0],
+            "dischtime": [d(8), d(5), d(4), d(40), d(5), d(40), d(5), d(5), d(4.5), d(5), d(5)],
+            "deathtime": [None] * 8 + [d(4.5), d(5) - dt.timedelta(minutes=30), None],
+            "hospital_expire_flag": [0] * 8 + [1, 1, 1],
         },
         schema_overrides={"deathtime": pl.Datetime("us")},
     )
     patients = pl.DataFrame(
         {
-            "subject_id": [1, 2, 3, 4, 5, 6, 7],
-            "gender": ["F", "M", "F", "M", "F", "M", "F"],
-            "anchor_age": [50, 60, 70, 80, 17, 40, 90],
-            "anchor_year": [2150] * 7,
-            "dob": [None] * 7,
-            "dod": [None, (h(72) + dt.timedelta(days=10)).date(), None, None, None, None, d(4.5).date()],
+            "subject_id": [1, 2, 3, 4, 5, 6, 7, 8, 9],
+            "gender": ["F", "M", "F", "M", "F", "M", "F", "M", "F"],
+            "anchor_age": [50, 60, 70, 80, 17, 40, 90, 65, 75],
+            "anchor_year": [2150] * 9,
+            "dob": [None] * 9,
+            "dod": [None, (h(72) + dt.timedelta(days=10)).date(), None, None, None, None, d(4.5).date(), d(5).date(),
+                    d(4).date()],
         },
         schema_overrides={"dob": pl.Datetime("us"), "dod": pl.Date},
     )
@@ -82,20 +86,21 @@ def run(settings: CohortSettings = CohortSettings()) -> tuple[pl.DataFrame, dict
 
 def test_inclusion_criteria():
     cohort, meta = run()
-    assert cohort.get_column("stay_id").to_list() == [200, 300, 301, 400, 700]
+    assert cohort.get_column("stay_id").to_list() == [200, 300, 301, 400, 700, 800, 900]
     flow = {step["step"]: step["stays"] for step in meta["flow"]}
-    assert flow["one ICU stay in the admission"] == 8
-    assert flow["no transfer between care units"] == 7
-    assert flow["age >= 18"] == 6
-    assert flow["ICU stay >= 48 h"] == 5
+    assert flow["one ICU stay in the admission"] == 10
+    assert flow["no transfer between care units"] == 9
+    assert flow["age >= 18"] == 8
+    assert flow["ICU stay >= 48 h"] == 7
 
 
 def test_mortality_and_icu_readmission_labels():
     cohort, meta = run()
     labels = {row["stay_id"]: (row["mortality"], row["readmission"]) for row in cohort.iter_rows(named=True)}
-    assert labels == {200: (0, 1), 300: (0, 1), 301: (0, 0), 400: (0, 0), 700: (1, 1)}
+    assert labels == {200: (0, 1), 300: (0, 1), 301: (0, 0), 400: (0, 0), 700: (1, 1), 800: (1, None),
+                      900: (1, None)}
     assert meta["readmission_definition"] == "icu"
-    assert meta["positives"] == {"mortality": 1, "readmission": 3}
+    assert meta["positives"] == {"mortality": 3, "readmission": 3}
 
 
 def test_hospital_readmission_definition():
@@ -103,7 +108,7 @@ def test_hospital_readmission_definition():
     labels = dict(cohort.select("stay_id", "readmission").iter_rows())
     # 300 discharged d(4), next admission d(33): 29 days -> 1; 400 discharged d(5), next d(34): 29 days -> 1;
     # 200 dies after discharge but is never readmitted -> 0; 700 died in hospital -> not at risk (null).
-    assert labels == {200: 0, 300: 1, 301: 0, 400: 1, 700: None}
+    assert labels == {200: 0, 300: 1, 301: 0, 400: 1, 700: None, 800: None, 900: None}
     assert meta["readmission_definition"] == "hospital"
 
 

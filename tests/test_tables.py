@@ -33,6 +33,12 @@ def test_mimic4_table_converts_to_the_canonical_schema(tmp_path):
     assert frame.get_column("first_wardid").is_null().all()
 
 
+def test_a_table_without_text_columns_converts(tmp_path):
+    write_gz(tmp_path / "hosp/admissions.csv.gz", "subject_id,hadm_id,admittime,dischtime,deathtime,hospital_expire_flag\n"
+             "1,10,2150-01-01 08:00:00,2150-01-04 08:00:00,,0\n")
+    assert convert(tmp_path, "mimic4", "admissions", tmp_path / "admissions.parquet") == 1
+
+
 def test_missing_table_names_the_expected_file(tmp_path):
     with pytest.raises(InputError, match=r"icu/icustays\.csv\.gz"):
         source_files(tmp_path, "mimic4", "icustays")

@@ -182,7 +182,8 @@ def test_mimic4_demo_cohort_and_labels(tmp_path, mimic4_demo):
 
     140 ICU stays; 119 alone in their admission; 110 without a care-unit transfer; all adults; 53 last
     >= 48 h and all have chart data. Of these 53: 8 in-hospital deaths; 16 ICU readmissions or deaths
-    within 30 days of ICU discharge. The demo has no notes.
+    within 30 days of ICU discharge, of which 6 are deaths in the ICU (death time before the out-time):
+    not at risk of readmission, so 10 positives and 6 null labels. The demo has no notes.
     """
     config = load_config("mimic4-demo.yaml", tmp_path)
     config["datasets"]["mimic4_demo"]["root"] = str(mimic4_demo)
@@ -190,7 +191,8 @@ def test_mimic4_demo_cohort_and_labels(tmp_path, mimic4_demo):
     results = tmp_path / "results" / "mimic4_demo"
     meta = json.loads((results / "cohort.json").read_text())
     assert [step["stays"] for step in meta["flow"]] == [140, 119, 110, 110, 53, 53]
-    assert meta["positives"] == {"mortality": 8, "readmission": 16}
+    assert meta["positives"] == {"mortality": 8, "readmission": 10}
+    assert meta["not_at_risk"] == {"mortality": 0, "readmission": 6}
     assert meta["patients"] == 47
     assert pl.read_parquet(results / "notes.parquet").height == 0
     # No notes: no entities, yet abnormal features still reach the context.

@@ -113,11 +113,24 @@ def death_time() -> pl.Expr:
     return pl.coalesce(pl.col("deathtime"), pl.col("dod").cast(pl.Datetime("us")))
 
 
+def died_in_icu() -> pl.Expr:
+    """Death recorded at or before the ICU out-time (MIMIC records the out-time when the body leaves).
+
+    A date of death without a time counts only when its day ends before the out-time's day begins.
+    """
+    by_time = pl.col("deathtime").is_not_null() & (pl.col("deathtime") <= pl.col("outtime"))
+    by_date = pl.col("deathtime").is_null() & (pl.col("dod") < pl.col("outtime").dt.date())
+    return (by_time | by_date).fill_null(False)
+
+
 def icu_readmission(stays: pl.LazyFrame, all_icustays: pl.LazyFrame, window_days: float) -> pl.LazyFrame:
     """Benchmark readmission: another ICU stay starts, or the patient dies, within the window after ICU discharge.
 
     ``all_icustays`` are every ICU stay of the source (not only the cohort), so a readmission to a
-    stay that is itself excluded still counts.
+    stay that is itself excluded still counts. A patient who dies in the ICU (death recorded at or before
+    the out-time) was never discharged from it alive, so is not at risk of readmission: the label is null
+    and the stay is left out of this task, as the ``hospital`` definition leaves out deaths in hospital.
+    Deaths after the out-time, in the ward or after discharge, count as positives.
     """
     window = pl.duration(seconds=int(window_days * 86400))
     later = all_icustays.select("subject_id", pl.col("stay_id").alias("next_stay"), pl.col("intime").alias("next_in"))
@@ -134,7 +147,11 @@ def icu_readmission(stays: pl.LazyFrame, all_icustays: pl.LazyFrame, window_days
     return (
         stays.join(readmitted, on="stay_id", how="left")
         .with_columns(
-            (pl.col("_readmitted").fill_null(False) | died.fill_null(False)).cast(pl.Int8).alias("readmission")
+            pl.when(died_in_icu())
+            .then(None)
+            .otherwise((pl.col("_readmitted").fill_null(False) | died.fill_null(False)).cast(pl.Int8))
+            .cast(pl.Int8)
+            .alias("readmission")
         )
         .drop("_readmitted")
     )
@@ -224,6 +241,7 @@ def build_cohort(
         "stays": cohort.height,
         "patients": cohort.get_column("subject_id").n_unique(),
         "positives": {task: int(cohort.get_column(task).sum() or 0) for task in ("mortality", "readmission")},
+        "not_at_risk": {task: cohort.get_column(task).null_count() for task in ("mortality", "readmission")},
         "splits": dict(sorted(cohort.get_column("split").value_counts().rows())),
     }
     return cohort, meta

@@ -408,6 +408,8 @@ def unreadable_gzip(path: Path) -> str | None:
 def replaced_characters(path: Path, table: str) -> dict[str, int]:
     """Per text column of a converted table, the values holding U+FFFD (bytes that were not UTF-8, or NUL)."""
     text_columns = [c for c, t in CANONICAL[table].items() if t == STR]
+    if not text_columns:
+        return {}
     counts = pl.scan_parquet(path).select(
         pl.col(c).str.contains(REPLACEMENT, literal=True).sum().alias(c) for c in text_columns
     ).collect().row(0, named=True)
