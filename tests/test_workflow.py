@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
@@ -19,6 +20,7 @@ from emerge_ehr.kg.align import ALIGNED_SCHEMA
 from emerge_ehr.kg.retrieve import CONTEXT_SCHEMA
 from emerge_ehr.llm.summarize import SUMMARY_COLUMNS
 
+from cohort_by_hand import mimic3_cohort
 from conftest import REPO
 from workflow_helpers import SNAKEMAKE, load_config, planned_rules, snakemake, targets
 
@@ -177,6 +179,34 @@ def test_mimic3_layout_and_hospital_readmission(tmp_path):
     assert (results / "metrics" / "summary.md").exists()
 
 
+@pytest.mark.parametrize("layout", ["mimic3", "mimic4"])
+def test_column_names_in_either_case_give_the_same_tables_and_cohort(tmp_path, layout):
+    """Upper- and lower-case exports of one database convert to the same canonical tables, so every later
+    stage sees the same data; for MIMIC-III the cohort is also checked against a second, standard-library
+    working of the definition on the raw CSVs."""
+    config = load_config("tiny-mimic4.yaml", tmp_path)
+    config["datasets"] = {case: {"kind": "synthetic", "layout": layout, "patients": 80, "seed": 5, "header_case": case}
+                          for case in ("lower", "upper")}
+    snakemake(tmp_path, config, *[f"results/{case}/{name}" for case in config["datasets"]
+                                  for name in ("cohort.parquet", "features.npy", "notes.parquet")])
+    lower, upper = tmp_path / "results" / "lower", tmp_path / "results" / "upper"
+    header = gzip.open(tmp_path / "resources" / "synthetic" / "upper" / ("ICUSTAYS.csv.gz" if layout == "mimic3" else
+                                                                         "icu/icustays.csv.gz"), "rt").readline()
+    assert header.startswith("ROW_ID,SUBJECT_ID" if layout == "mimic3" else "SUBJECT_ID,HADM_ID,STAY_ID")
+    for table in sorted(p.name for p in (lower / "parquet").iterdir()):
+        assert pl.read_parquet(lower / "parquet" / table).equals(pl.read_parquet(upper / "parquet" / table)), table
+    assert pl.read_parquet(lower / "cohort.parquet").equals(pl.read_parquet(upper / "cohort.parquet"))
+    assert np.array_equal(np.load(lower / "features.npy"), np.load(upper / "features.npy"))
+    if layout == "mimic3":
+        flow, labels = mimic3_cohort(tmp_path / "resources" / "synthetic" / "lower")
+        meta = json.loads((lower / "cohort.json").read_text())
+        assert [step["stays"] for step in meta["flow"]][:5] == flow
+        cohort = pl.read_parquet(lower / "cohort.parquet")
+        assert {s: labels[s] for s in cohort.get_column("stay_id")} == {
+            row[0]: (row[1], row[2]) for row in cohort.select("stay_id", "mortality", "readmission").iter_rows()}
+        assert None in {readmission for _, readmission in labels.values()}  # a death in the ICU is not at risk
+
+
 def test_mimic4_demo_cohort_and_labels(tmp_path, mimic4_demo):
     """Counts derived by hand from the raw demo tables with a separate standard-library script.
 
@@ -222,8 +252,6 @@ def test_bad_column_fails_the_job_with_file_and_column_and_keeps_other_outputs(t
     shutil.copytree(mimic4_demo / "hosp", root / "hosp")
     shutil.copytree(mimic4_demo / "icu", root / "icu", ignore=shutil.ignore_patterns("chartevents*"))
     (root / "icu" / "chartevents.csv.gz").symlink_to(mimic4_demo / "icu" / "chartevents.csv.gz")
-    import gzip
-
     with gzip.open(mimic4_demo / "icu" / "icustays.csv.gz", "rt") as src:
         text = src.read().replace("outtime", "out_time", 1)
     with gzip.open(root / "icu" / "icustays.csv.gz", "wt") as dst:
