@@ -431,11 +431,11 @@ def convert(
         log.info("no source files for optional table %s; writing an empty table", table)
         empty_table(table).write_parquet(out)
         return 0
-    for path in paths:
-        check_parses(path, layout, table)
-    frames = [finalise(canonical_frame(path, layout, table), layout, table) for path in paths]
     tmp = out.with_name(out.name + ".partial")
     try:
+        for path in paths:
+            check_parses(path, layout, table)
+        frames = [finalise(canonical_frame(path, layout, table), layout, table) for path in paths]
         pl.concat(frames, how="vertical").sink_parquet(tmp, row_group_size=1_000_000)
     except (pl.exceptions.PolarsError, OSError) as err:
         tmp.unlink(missing_ok=True)
