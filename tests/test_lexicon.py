@@ -172,6 +172,19 @@ def test_extract_entities_empty(lexicon):
     assert out.is_empty() and out.schema == pl.Schema(ENTITY_SCHEMA)
 
 
+def test_a_240_kb_note_keeps_every_mention_and_its_flags(lexicon):
+    sentence = "Pt denies chest pain. History of CHF. No evidence of pneumonia. Mother had breast cancer. Tolerating PO.\n"
+    repeats = 240_000 // len(sentence)
+    notes = pl.DataFrame({"stay_id": [1], "note_id": ["long"], "text": [sentence * repeats]})
+    rows = {row[2]: row[3:] for row in extract_entities(notes, lexicon).rows()}
+    assert rows == {
+        "chest pain": (repeats, "lexicon", True, False),
+        "congestive heart failure": (repeats, "lexicon", False, False),
+        "pneumonia": (repeats, "lexicon", True, False),
+        "breast cancer": (repeats, "lexicon", False, True),
+    }
+
+
 def test_mts_dialog_sections(lexicon):
     files = sorted(MTS_DIALOG.glob("*.csv"))
     if not files:

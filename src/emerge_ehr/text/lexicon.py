@@ -15,7 +15,7 @@ crossed by a term (wrapped lines) but ends a negation scope (list items).
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +177,8 @@ class _Doc:
     lower: str  # " tok tok ... " lower case
     cased: str  # " Tok tok ... " as written, same offsets as `lower`
     token_ending_at: dict[int, int]  # offset just after a token in `lower` -> token index
+    segment_first: list[int]  # per token, the first token of its scope segment
+    segment_last: list[int]  # per token, the last token of its scope segment
 
     @classmethod
     def parse(cls, text: str) -> "_Doc":
@@ -208,7 +210,13 @@ class _Doc:
             pos += 1
         cased = " " + " ".join(words) + " "
         lower = " " + " ".join(_lower_token(w) for w in words) + " "
-        return cls(starts, ends, sentence, segment, lower, cased, token_ending_at)
+        n = len(segment)
+        first, last = [0] * n, [0] * n
+        for k in range(n):
+            first[k] = first[k - 1] if k and segment[k] == segment[k - 1] else k
+        for k in reversed(range(n)):
+            last[k] = last[k + 1] if k < n - 1 and segment[k] == segment[k + 1] else k
+        return cls(starts, ends, sentence, segment, lower, cased, token_ending_at, first, last)
 
     def spans(self, automaton: ahocorasick.Automaton, cased: bool = False):
         """(first token, end token, value) of each whole-word hit within one sentence."""
@@ -326,8 +334,8 @@ class Lexicon:
         if not hits:
             return []
         entities = _longest_first(hits)
-        cues = _longest_first([(i, j, 0, v[1]) for i, j, v in doc.spans(self.cues)])
-        terminators = [i for i, _, _, role in cues if role & _TERM]
+        cues = _Cues(_longest_first([(i, j, 0, v[1]) for i, j, v in doc.spans(self.cues)]))
+        terminators = [i for i, _, _, role in cues.spans if role & _TERM]
         family_ranges = _family_ranges(text)
         out = []
         for i, j, _, entity in entities:
@@ -341,20 +349,42 @@ class Lexicon:
             ))
         return out
 
-    def _in_scope(self, doc: _Doc, cues, terminators: list[int], i: int, j: int, pre: int, post: int,
+    def _in_scope(self, doc: _Doc, cues: "_Cues", terminators: list[int], i: int, j: int, pre: int, post: int,
                   short: bool) -> bool:
         """Whether a pre cue before token i (within the window if `short`), or a post cue shortly after
-        token j, reaches the mention: same segment and no terminator in between."""
+        token j, reaches the mention: same segment and no terminator in between.
+
+        Only the cues in that reach are visited (found by bisection), so a long note costs
+        mentions x nearby cues, not mentions x all cues.
+        """
         window = self.settings.window_tokens
         reach = window if short else len(doc.starts)
-        for a, b, _, role in cues:
-            if role & pre and b <= i < b + reach and doc.segment[b - 1] == doc.segment[i]:
-                if not _between(terminators, b, i):
-                    return True
-            if role & post and j <= a < j + window and doc.segment[a] == doc.segment[j - 1]:
-                if not _between(terminators, j, a):
-                    return True
+        first = max(i - reach, doc.segment_first[i])  # a pre cue ends after this token and at or before i
+        for a, b, _, role in cues.ending_in(first + 1, i):
+            if role & pre and not _between(terminators, b, i):
+                return True
+        last = min(j + window, doc.segment_last[j - 1] + 1)  # a post cue starts in [j, last)
+        for a, b, _, role in cues.starting_in(j, last - 1):
+            if role & post and not _between(terminators, j, a):
+                return True
         return False
+
+
+class _Cues:
+    """A note's cue spans (non-overlapping, in token order), looked up by where they end or start."""
+
+    def __init__(self, spans: list[tuple]):
+        self.spans = spans
+        self.starts = [span[0] for span in spans]
+        self.ends = [span[1] for span in spans]
+
+    def ending_in(self, lo: int, hi: int) -> list[tuple]:
+        """Spans whose end token (exclusive) lies in [lo, hi]."""
+        return self.spans[bisect_left(self.ends, lo):bisect_right(self.ends, hi)]
+
+    def starting_in(self, lo: int, hi: int) -> list[tuple]:
+        """Spans whose first token lies in [lo, hi]."""
+        return self.spans[bisect_left(self.starts, lo):bisect_right(self.starts, hi)]
 
 
 def _between(positions: list[int], lo: int, hi: int) -> bool:
