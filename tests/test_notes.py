@@ -1,12 +1,16 @@
-"""Notes are flagged per task by its prediction time."""
+"""Notes are matched to stays and flagged per task by its prediction time; dropped notes are counted."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import polars as pl
 
-from emerge_ehr.data.notes import NOTE_SCHEMA, stay_notes
+from emerge_ehr import stages
+from emerge_ehr.data.notes import (
+    MATCHED, NO_TEXT, NOTE_SCHEMA, OTHER_ADMISSION, OTHER_PATIENT, OUTSIDE_ADMISSIONS, note_fates, stay_notes,
+)
 
 T0 = dt.datetime(2150, 1, 1, 8, 0)
 
@@ -43,3 +47,53 @@ def test_no_notes_is_an_empty_table_not_an_error():
     empty = pl.LazyFrame(schema={"note_id": pl.String, "subject_id": pl.Int64, "hadm_id": pl.Int64,
                                  "charttime": pl.Datetime("us"), "category": pl.String, "text": pl.String})
     assert stay_notes(empty, cohort, 48).collect().height == 0
+
+
+def _cohort() -> pl.LazyFrame:
+    """Stay 1 of patient 1: hospital admission 10 from T0, ICU from T0 + 12 h, discharge T0 + 6 days."""
+    return pl.LazyFrame({"stay_id": [1], "subject_id": [1], "hadm_id": [10], "intime": [T0 + dt.timedelta(hours=12)],
+                         "admittime": [T0], "dischtime": [T0 + dt.timedelta(days=6)]})
+
+
+def _notes(rows: dict[str, tuple]) -> pl.LazyFrame:
+    """note_id -> (subject_id, hadm_id, hours after T0, text)."""
+    subject, hadm, hours, text = zip(*rows.values())
+    charttimes = [T0 + dt.timedelta(hours=h) for h in hours]
+    return pl.LazyFrame({"note_id": list(rows), "subject_id": subject, "hadm_id": hadm, "charttime": charttimes,
+                         "category": ["Radiology"] * len(rows), "text": text}, schema_overrides={"hadm_id": pl.Int64})
+
+
+def test_notes_before_icu_admission_are_usable_for_both_tasks():
+    """An emergency-department or ward note of the admission precedes both prediction times: nothing leaks."""
+    notes = _notes({"ward": (1, 10, 2, "text"), "ed-no-hadm": (1, None, 1, "text")})
+    out = stay_notes(notes, _cohort(), 48).collect()
+    assert out.select("note_id", "hours_from_intime", "mortality", "readmission").sort("note_id").rows() == [
+        ("ed-no-hadm", -11.0, True, True), ("ward", -10.0, True, True)]
+
+
+def test_dropped_notes_are_counted_by_reason():
+    notes = _notes({
+        "inside": (1, None, 30, "text"),  # no admission id, inside admission 10: matched by time
+        "before-admission": (1, None, -5, "text"),  # no admission id, before any cohort admission
+        "after-discharge": (1, None, 24 * 9, "text"),
+        "other-admission": (1, 11, 30, "text"),
+        "other-patient": (2, 20, 30, "text"),
+        "other-patient-no-hadm": (2, None, 30, "text"),
+        "blank": (1, 10, 30, " \n"),
+    })
+    matched = stay_notes(notes, _cohort(), 48)
+    assert matched.collect().get_column("note_id").to_list() == ["inside"]
+    assert dict(note_fates(notes, _cohort(), matched).collect().rows()) == {
+        MATCHED: 1, OUTSIDE_ADMISSIONS: 2, OTHER_ADMISSION: 1, OTHER_PATIENT: 2, NO_TEXT: 1}
+
+
+def test_notes_stage_logs_counts_never_text(tmp_path, caplog):
+    secret = "Patient reports crushing chest pain radiating to the left arm"
+    _notes({"kept": (1, 10, 30, secret), "stranger": (2, None, 30, secret)}).collect().write_parquet(
+        tmp_path / "notes.parquet")
+    _cohort().collect().write_parquet(tmp_path / "cohort.parquet")
+    with caplog.at_level(logging.INFO, logger="emerge_ehr"):
+        stages.stay_notes(str(tmp_path / "notes.parquet"), str(tmp_path / "cohort.parquet"), 48,
+                          tmp_path / "out.parquet")
+    assert f"2 source notes: {{'{MATCHED}': 1, '{OTHER_PATIENT}': 1}}" in caplog.text
+    assert "1 notes for 1 stays" in caplog.text and secret not in caplog.text

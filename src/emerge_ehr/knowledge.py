@@ -179,7 +179,7 @@ def embed(
     np.savez(tmp, **arrays)
     tmp.replace(out)
     log.info(
-        "%s embeddings: %d stays, %d with notes, %d with a summary; cache hits %d, misses %d",
-        task, len(stays), int(arrays["notes_mask"].any(axis=1).sum()), int(arrays["summary_mask"].sum()),
+        "%s embeddings: %d stays, %d with notes, %d with a non-empty summary; cache hits %d, misses %d",
+        task, len(stays), int(arrays["notes_mask"].any(axis=1).sum()), int(arrays["summary_has_knowledge"].sum()),
         chunk_stats.hits + summary_stats.hits, chunk_stats.misses + summary_stats.misses,
     )

@@ -123,12 +123,16 @@ def build_timeseries(
 
 
 def stay_notes(notes_path: str, cohort_path: str, hours: int, out: str | Path) -> None:
-    frame = notes_lib.stay_notes(_scan(notes_path), _scan(cohort_path), hours).collect()
+    """The notes of the cohort's stays; the log says how many source notes were dropped and why (no text)."""
+    notes, cohort = _scan(notes_path), _scan(cohort_path)
+    frame = notes_lib.stay_notes(notes, cohort, hours).collect()
     write_parquet_atomically(frame, out)
+    fates = dict(notes_lib.note_fates(notes, cohort, frame.lazy()).collect().rows())
+    log.info("notes: %d source notes: %s", sum(fates.values()), fates)
     log.info(
-        "notes: %d notes for %d stays (%d usable for mortality, %d for readmission)",
+        "notes: %d notes for %d stays (%d usable for mortality, %d for readmission; %d charted before ICU admission)",
         frame.height, frame.get_column("stay_id").n_unique(), frame.get_column("mortality").sum(),
-        frame.get_column("readmission").sum(),
+        frame.get_column("readmission").sum(), (frame.get_column("hours_from_intime") < 0).sum(),
     )
 
 
@@ -144,14 +148,28 @@ def model_inputs(features_path: str, embeddings_path: str | None, n_stays: int) 
     return inputs
 
 
+def _text_presence(embeddings_path: str | None) -> dict[str, np.ndarray]:
+    """Per stay, which text it has for the task; nothing for the models that read no text."""
+    from emerge_ehr.model.text_coverage import text_presence
+
+    if not embeddings_path:
+        return {}
+    with np.load(embeddings_path) as text:
+        return text_presence(text)
+
+
 def train(features_path: str, embeddings_path: str | None, cohort_path: str, task: str, settings: dict,
           out_dir: str | Path, threads: int) -> None:
+    """Train one model, or skip a text model that no training stay has text for (its reason in summary.json).
+
+    Text models also record how many of the cohort's stays have each kind of text (``text`` in summary.json).
+    """
     import torch
 
-    from emerge_ehr.model.train import TrainSettings
-    from emerge_ehr.model.train import train as train_model
-
     from emerge_ehr.model.scarcity import subsample_training
+    from emerge_ehr.model.text_coverage import skip_reason, text_coverage
+    from emerge_ehr.model.train import TrainSettings, skip_training
+    from emerge_ehr.model.train import train as train_model
 
     torch.set_num_threads(max(1, threads))
     settings = dict(settings)
@@ -159,7 +177,17 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
     table = pl.read_parquet(cohort_path)
     labels = table.get_column(task).cast(pl.Float64).fill_null(float("nan")).to_numpy()
     splits = subsample_training(table.get_column("split").to_numpy(), labels, fraction, settings["seed"])
-    if settings["model"] in CLASSIC_MODELS:
+    presence = _text_presence(embeddings_path)
+    coverage = text_coverage(presence) if presence else None
+    if coverage:
+        log.info("%s text: of %d stays, %d have a usable note, %d a non-empty summary", task, coverage["stays"],
+                 coverage["notes"]["stays"], coverage["summary"]["stays"])
+    training = (splits == "train") & ~np.isnan(labels)
+    reason = skip_reason(settings["model"], presence, training, task)
+    if reason:
+        summary = skip_training(TrainSettings(**settings), reason, int(training.sum()), out_dir)
+        log.info("skipped %s for %s: %s", settings["model"], task, reason)
+    elif settings["model"] in CLASSIC_MODELS:
         summary = train_classic(
             settings["model"], np.load(features_path), labels, splits,
             table.get_column("stay_id").to_numpy(), settings["seed"], out_dir,
@@ -173,7 +201,8 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
         log.info("trained %s for %s: best epoch %d of %d on %s", settings["model"], task,
                  summary["best_epoch"], summary["epochs_run"], summary["device"])
     # the share of the training split this run saw (the data-scarcity experiment), beside the model's own facts
-    (Path(out_dir) / "summary.json").write_text(json.dumps(summary | {"train_fraction": fraction}, indent=2) + "\n")
+    text = {"text": coverage} if coverage else {}
+    (Path(out_dir) / "summary.json").write_text(json.dumps(summary | text | {"train_fraction": fraction}, indent=2) + "\n")
 
 
 def evaluate(prediction_files: list[str], task: str, model: str, resamples: int, level: float, seed: int, out: str,
@@ -183,7 +212,10 @@ def evaluate(prediction_files: list[str], task: str, model: str, resamples: int,
     result = evaluate_predictions(prediction_files, task, model, resamples, level, seed, reference_files,
                                   reference_model)
     write_json(result, out)
-    log.info("%s %s: %s", task, model, {k: round(v["value"], 4) for k, v in result["metrics"].items()})
+    if "skipped" in result:
+        log.info("%s %s: skipped: %s", task, model, result["skipped"])
+    else:
+        log.info("%s %s: %s", task, model, {k: round(v["value"], 4) for k, v in result["metrics"].items()})
 
 
 def metrics_table(metric_files: list[str], models: list[str], tasks: list[str], reference: str | None, level: float,

@@ -1,6 +1,7 @@
 """Input functions and helpers shared by the stage rules."""
 
 from emerge_ehr.data.tables import TABLES, source_files
+from emerge_ehr.text.embed import EMBEDDING_ARRAYS
 
 SOURCE_TABLES = tuple(TABLES)
 NEVER = "(?!x)x"  # a wildcard constraint that matches nothing

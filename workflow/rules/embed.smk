@@ -13,6 +13,7 @@ rule embed:
         chunk_words=config["embed"]["chunk_words"],
         max_chunks=config["embed"]["max_chunks"],
         cache_dir=config["cache_dir"],
+        arrays=EMBEDDING_ARRAYS,
     threads: 2
     conda:
         "../../envs/text.yaml"

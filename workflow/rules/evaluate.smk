@@ -1,4 +1,8 @@
-"""Test-set metrics with bootstrap confidence intervals, and the comparison table."""
+"""Test-set metrics with bootstrap confidence intervals, and the comparison table.
+
+A skipped model (its train job's summary.json, beside the predictions, gives the reason) gets that reason instead
+of metrics, and the tables show it; the plots leave it out.
+"""
 
 
 rule evaluate:

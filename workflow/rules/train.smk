@@ -1,4 +1,4 @@
-"""One model, task and seed per job."""
+"""One model, task and seed per job; a text model without text for any training stay is skipped (outputs kept)."""
 
 
 rule train:

@@ -2,7 +2,8 @@
 
 Only notes charted before a task's prediction time may be used for that task: mortality is predicted
 at ICU admission + ``hours``; readmission at hospital discharge. Using discharge summaries for
-mortality would leak the outcome.
+mortality would leak the outcome. Notes charted in the hospital admission before ICU admission (emergency
+department, ward) precede both prediction times, so they are usable for both tasks.
 """
 
 from __future__ import annotations
@@ -20,11 +21,22 @@ NOTE_SCHEMA = {
     "readmission": pl.Boolean,
 }
 
+HAS_TEXT = pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != "")
+
+# What became of a source note: matched to a stay, or why it was dropped.
+MATCHED = "matched"
+NO_TEXT = "no text"
+OTHER_PATIENT = "patient not in cohort"
+OUTSIDE_ADMISSIONS = "no admission id, outside cohort admissions"
+OTHER_ADMISSION = "admission not in cohort"
+
 
 def stay_notes(notes: pl.LazyFrame, cohort: pl.LazyFrame, hours: int) -> pl.LazyFrame:
     """Notes of each stay's admission, with one Boolean column per task: usable for that task.
 
-    Notes are matched to the stay by admission id, or, where a note has none, by patient and time.
+    Notes are matched to the stay by admission id, or, where a note has none, by patient and time: the
+    cohort admission of that patient whose admission and discharge times enclose the note's charttime.
+    Notes charted before ICU admission keep a negative ``hours_from_intime`` and are usable for both tasks.
 
     >>> import datetime as dt
     >>> cohort = pl.LazyFrame({"stay_id": [1], "subject_id": [5], "hadm_id": [10],
@@ -37,7 +49,7 @@ def stay_notes(notes: pl.LazyFrame, cohort: pl.LazyFrame, hours: int) -> pl.Lazy
     [('a', True, True), ('b', False, True), ('c', False, False)]
     """
     cutoff = pl.col("intime") + pl.duration(hours=hours)
-    with_text = notes.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
+    with_text = notes.filter(HAS_TEXT)
     stays = cohort.select("stay_id", "subject_id", "hadm_id", "intime", "admittime", "dischtime")
     by_admission = with_text.filter(pl.col("hadm_id").is_not_null()).join(
         stays.drop("subject_id"), on="hadm_id", how="inner"
@@ -60,4 +72,36 @@ def stay_notes(notes: pl.LazyFrame, cohort: pl.LazyFrame, hours: int) -> pl.Lazy
         .select(list(NOTE_SCHEMA))
         .cast(NOTE_SCHEMA)
         .sort("stay_id", "charttime", "note_id")
+    )
+
+
+def note_fates(notes: pl.LazyFrame, cohort: pl.LazyFrame, matched: pl.LazyFrame) -> pl.LazyFrame:
+    """fate, notes: how many source notes ``stay_notes`` matched, and how many it dropped and why.
+
+    For the stage's log, so that a dataset whose notes do not reach the models says so; counts only, never text.
+
+    >>> cohort = pl.LazyFrame({"subject_id": [5]})
+    >>> notes = pl.LazyFrame({"note_id": ["a", "b", "c", "d", "e"], "subject_id": [5, 5, 5, 5, 6],
+    ...     "hadm_id": [10, 11, None, 10, 12], "text": ["x", "y", "z", " ", "w"]})
+    >>> fates = note_fates(notes, cohort, pl.LazyFrame({"note_id": ["a"]})).collect()
+    >>> dict(fates.rows())  # doctest: +NORMALIZE_WHITESPACE
+    {'admission not in cohort': 1, 'matched': 1, 'no admission id, outside cohort admissions': 1, 'no text': 1,
+     'patient not in cohort': 1}
+    """
+    patients = cohort.select("subject_id").unique().with_columns(patient_in_cohort=pl.lit(True))
+    kept = matched.select("note_id").unique().with_columns(matched=pl.lit(True))
+    fate = (
+        pl.when(pl.col("matched")).then(pl.lit(MATCHED))
+        .when(~HAS_TEXT).then(pl.lit(NO_TEXT))
+        .when(pl.col("patient_in_cohort").is_null()).then(pl.lit(OTHER_PATIENT))
+        .when(pl.col("hadm_id").is_null()).then(pl.lit(OUTSIDE_ADMISSIONS))
+        .otherwise(pl.lit(OTHER_ADMISSION))
+    )
+    return (
+        notes.select("note_id", "subject_id", "hadm_id", "text")
+        .join(patients, on="subject_id", how="left")
+        .join(kept, on="note_id", how="left")
+        .group_by(fate.alias("fate"))
+        .agg(pl.len().cast(pl.Int64).alias("notes"))
+        .sort("fate")
     )

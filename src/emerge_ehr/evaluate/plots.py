@@ -1,4 +1,4 @@
-"""ROC, precision-recall and calibration curves of every model of a task, one PNG each."""
+"""ROC, precision-recall and calibration curves of every trained model of a task, one PNG each."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from emerge_ehr.evaluate.report import skipped_reason
 
 
 def _test_predictions(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -26,6 +28,8 @@ def plot_task(task: str, predictions: dict[str, list[str]], roc_out: str, pr_out
     figures = {name: plt.subplots(figsize=(5, 5)) for name in ("roc", "pr", "calibration")}
     prevalence = None
     for model, paths in predictions.items():
+        if skipped_reason(paths) is not None:  # nothing to draw; the metrics tables give the reason
+            continue
         y, p = _test_predictions(paths)
         prevalence = y.mean()
         fpr, tpr, _ = roc_curve(y, p)
@@ -35,7 +39,8 @@ def plot_task(task: str, predictions: dict[str, list[str]], roc_out: str, pr_out
         observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
         figures["calibration"][1].plot(predicted, observed, marker="o", label=model)
     figures["roc"][1].plot([0, 1], [0, 1], "k:", lw=1)
-    figures["pr"][1].axhline(prevalence, color="k", ls=":", lw=1)
+    if prevalence is not None:
+        figures["pr"][1].axhline(prevalence, color="k", ls=":", lw=1)
     figures["calibration"][1].plot([0, 1], [0, 1], "k:", lw=1)
     labels = {"roc": ("False positive rate", "True positive rate"), "pr": ("Recall", "Precision"),
               "calibration": ("Predicted risk", "Observed risk")}

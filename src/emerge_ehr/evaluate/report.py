@@ -24,6 +24,16 @@ def _test_split(prediction_files: list[str | Path], reference: pl.Series | None 
     return y, [frame.get_column("probability").to_numpy() for frame in frames], reference
 
 
+def run_summary(predictions_path: str | Path) -> dict:
+    """The summary.json the train job writes beside its predictions."""
+    return json.loads((Path(predictions_path).parent / "summary.json").read_text())
+
+
+def skipped_reason(prediction_files: list[str | Path]) -> str | None:
+    """Why these runs trained nothing (the first skipped seed's reason); None when every seed trained."""
+    return next((reason for path in prediction_files if (reason := run_summary(path).get("skipped"))), None)
+
+
 def evaluate_predictions(
     prediction_files: list[str | Path], task: str, model: str, resamples: int, level: float, seed: int,
     reference_files: list[str | Path] | None = None, reference_model: str | None = None,
@@ -31,14 +41,17 @@ def evaluate_predictions(
     """Test-set metrics of one model over its seeds, with bootstrap confidence intervals.
 
     With ``reference_files`` (the predictions of a baseline), also the paired-bootstrap difference of
-    AUROC and AUPRC against it.
+    AUROC and AUPRC against it. A skipped model has its reason (``skipped``) and no metrics; against a skipped
+    reference there is no difference, only the reference's reason. ``text``: the text models' counts of stays
+    with text.
     """
+    result = {"task": task, "model": model, "seeds": len(prediction_files)}
+    text = run_summary(prediction_files[0]).get("text")
+    if (reason := skipped_reason(prediction_files)) is not None:
+        return result | {"skipped": reason} | ({"text": text} if text else {})
     y, probabilities, stays = _test_split(prediction_files)
     indices = bootstrap_indices(len(y), resamples, seed)
-    result = {
-        "task": task,
-        "model": model,
-        "seeds": len(probabilities),
+    result |= {
         "test_stays": int(len(y)),
         "positives": int(y.sum()),
         "prevalence": float(y.mean()) if len(y) else float("nan"),
@@ -46,11 +59,16 @@ def evaluate_predictions(
         "bootstrap_resamples": resamples,
         "metrics": bootstrap(y, probabilities, indices, level),
     }
+    if text:
+        result["text"] = text
     if reference_files:
-        _, reference, _ = _test_split(reference_files, stays)
-        result["versus_reference"] = {
-            "model": reference_model, "metrics": paired_difference(y, probabilities, reference, indices, level),
-        }
+        if (reference_reason := skipped_reason(reference_files)) is not None:
+            result["versus_reference"] = {"model": reference_model, "skipped": reference_reason}
+        else:
+            _, reference, _ = _test_split(reference_files, stays)
+            result["versus_reference"] = {
+                "model": reference_model, "metrics": paired_difference(y, probabilities, reference, indices, level),
+            }
     return result
 
 
@@ -64,33 +82,72 @@ def _cell(metric: dict, scale: float = 100.0, digits: int = 2) -> str:
     return f"{value} [{low}, {high}]"
 
 
+COMPARISON_SCHEMA = {
+    "task": pl.String, "model": pl.String, "seeds": pl.Int64, "skipped": pl.String, "test_stays": pl.Int64,
+    "prevalence": pl.Float64, "cohort_stays": pl.Int64, "stays_with_note": pl.Int64, "stays_with_summary": pl.Int64,
+} | {f"{name}{suffix}": pl.Float64 for name in METRICS for suffix in ("", "_ci_low", "_ci_high")}
+
+
 def comparison_table(metric_files: list[str | Path]) -> pl.DataFrame:
-    """One row per task and model with each metric's value and CI bounds (x100, as in the paper)."""
+    """One row per task and model with each metric's value and CI bounds (x100, as in the paper).
+
+    ``skipped``: why a model was not trained (its metrics null). For text models, the cohort's stays and those
+    with a note usable for the task and with a non-empty summary.
+    """
     rows = []
     for path in metric_files:
         result = json.loads(Path(path).read_text())
+        text = result.get("text") or {}
         row = {"task": result["task"], "model": result["model"], "seeds": result["seeds"],
-               "test_stays": result["test_stays"], "prevalence": result["prevalence"]}
+               "skipped": result.get("skipped"), "test_stays": result.get("test_stays"),
+               "prevalence": result.get("prevalence"), "cohort_stays": text.get("stays"),
+               "stays_with_note": text.get("notes", {}).get("stays"),
+               "stays_with_summary": text.get("summary", {}).get("stays")}
         for name in METRICS:
-            m = result["metrics"][name]
-            row |= {name: m["value"], f"{name}_ci_low": m["ci_low"], f"{name}_ci_high": m["ci_high"]}
+            m = result.get("metrics", {}).get(name, {})
+            row |= {name: m.get("value"), f"{name}_ci_low": m.get("ci_low"), f"{name}_ci_high": m.get("ci_high")}
         rows.append(row)
-    return pl.DataFrame(rows).sort("task", "model")
+    return pl.DataFrame(rows, schema=COMPARISON_SCHEMA).sort("task", "model")
+
+
+def _skipped_cells(reason: str, cells: int) -> list[str]:
+    """A skipped model's metric cells: the reason in the first, a dash in the others."""
+    return [f"skipped: {reason}"] + ["-"] * (cells - 1)
+
+
+def _share(stays: int, total: int) -> str:
+    return f"{stays} of {total} ({100 * stays / total:.1f} %)" if total else f"{stays} of 0"
+
+
+def _text_lines(table: pl.DataFrame) -> list[str]:
+    """Per task, how many of the cohort's stays have text: what the text models' results rest on."""
+    counted = table.filter(pl.col("cohort_stays").is_not_null()).unique("task", keep="first", maintain_order=True)
+    return [
+        f"Stays with text ({row['task']}): {_share(row['stays_with_note'], row['cohort_stays'])} with a note usable"
+        f" for the task, {_share(row['stays_with_summary'], row['cohort_stays'])} with a non-empty summary."
+        for row in counted.iter_rows(named=True)
+    ]
 
 
 def markdown_table(table: pl.DataFrame) -> str:
-    """The comparison as Markdown: value [95% CI] x100; Brier unscaled."""
+    """The comparison as Markdown: value [95% CI] x100; Brier unscaled; skipped models with their reason."""
     header = ["task", "model", "test stays", "prevalence"] + [LABELS[m] for m in METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.iter_rows(named=True):
-        cells = [row["task"], row["model"], str(row["test_stays"]), _number(row["prevalence"], 100.0, 1) + "%"]
-        for name in METRICS:
-            m = {"value": row[name], "ci_low": row[f"{name}_ci_low"], "ci_high": row[f"{name}_ci_high"]}
-            cells.append(_cell(m) if name not in ("brier", "ece") else _cell(m, 1.0, 4))
+        cells = [row["task"], row["model"]]
+        if row["skipped"]:
+            cells += ["-", "-"] + _skipped_cells(row["skipped"], len(METRICS))
+        else:
+            cells += [str(row["test_stays"]), _number(row["prevalence"], 100.0, 1) + "%"]
+            for name in METRICS:
+                m = {"value": row[name], "ci_low": row[f"{name}_ci_low"], "ci_high": row[f"{name}_ci_high"]}
+                cells.append(_cell(m) if name not in ("brier", "ece") else _cell(m, 1.0, 4))
         lines.append("| " + " | ".join(cells) + " |")
     note = ("\nValues x100 with bootstrap confidence intervals on the test split; Brier score and expected"
-            " calibration error (ECE, 10 bins) unscaled.\n")
-    return "\n".join(lines) + "\n" + note
+            " calibration error (ECE, 10 bins) unscaled. A text model is skipped where no training stay has the"
+            " text it reads.\n")
+    text = "".join(f"\n{line}\n" for line in _text_lines(table))
+    return "\n".join(lines) + "\n" + note + text
 
 
 PAPER_METRICS = ("auroc", "auprc", "min_p_se")
@@ -98,7 +155,8 @@ PAPER_METRICS = ("auroc", "auprc", "min_p_se")
 
 def paper_table(metric_files: list[str | Path], models: list[str], tasks: list[str]) -> pl.DataFrame:
     """The paper's layout: one row per model, for each task bootstrap mean and std of AUROC, AUPRC and
-    min(+P, Se), and the paired difference in AUPRC against the reference model with its CI."""
+    min(+P, Se), and the paired difference in AUPRC against the reference model with its CI; ``{task}_skipped``
+    says why a model was not trained."""
     results = {}
     for path in metric_files:
         result = json.loads(Path(path).read_text())
@@ -110,11 +168,12 @@ def paper_table(metric_files: list[str | Path], models: list[str], tasks: list[s
             result = results.get((model, task))
             if result is None:
                 raise ValueError(f"no metrics for model {model!r} and task {task!r} among the metric files")
+            row[f"{task}_skipped"] = result.get("skipped")
             for name in PAPER_METRICS:
-                m = result["metrics"][name]
-                row |= {f"{task}_{name}_mean": m["bootstrap_mean"], f"{task}_{name}_std": m["bootstrap_std"]}
-            versus = result.get("versus_reference") or {"model": None, "metrics": {}}
-            gap = versus["metrics"].get("auprc", {})
+                m = result.get("metrics", {}).get(name, {})
+                row |= {f"{task}_{name}_mean": m.get("bootstrap_mean"), f"{task}_{name}_std": m.get("bootstrap_std")}
+            versus = result.get("versus_reference") or {"model": None}
+            gap = versus.get("metrics", {}).get("auprc", {})
             row |= {
                 f"{task}_reference": versus["model"],
                 f"{task}_auprc_difference": gap.get("difference"),
@@ -144,6 +203,9 @@ def paper_markdown(table: pl.DataFrame, tasks: list[str], reference: str | None,
     for row in table.iter_rows(named=True):
         cells = [row["model"]]
         for task in tasks:
+            if row[f"{task}_skipped"]:
+                cells += _skipped_cells(row[f"{task}_skipped"], len(PAPER_METRICS) + bool(reference))
+                continue
             for name in PAPER_METRICS:
                 mean, std = row[f"{task}_{name}_mean"], row[f"{task}_{name}_std"]
                 cells.append(f"{_number(mean, 100.0, 2)} ± {_number(std, 100.0, 2)}")

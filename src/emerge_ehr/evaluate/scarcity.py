@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from emerge_ehr.evaluate.report import evaluate_predictions
+from emerge_ehr.evaluate.report import evaluate_predictions, run_summary
 
 CURVE_METRICS = ("auroc", "auprc")
+
+
+SCARCITY_SCHEMA = {
+    "task": pl.String, "model": pl.String, "percent": pl.Int64, "train_stays": pl.Float64, "skipped": pl.String,
+    "test_stays": pl.Int64,
+} | {f"{name}{suffix}": pl.Float64 for name in CURVE_METRICS for suffix in ("", "_ci_low", "_ci_high")}
 
 
 def scarcity_table(
@@ -19,20 +24,21 @@ def scarcity_table(
     """One row per model and training percentage: training stays and AUROC/AUPRC with bootstrap CIs.
 
     ``runs`` maps model -> percent -> the prediction files of its seeds. Every run shares one test split and
-    one set of bootstrap resamples, so the points of a curve are directly comparable.
+    one set of bootstrap resamples, so the points of a curve are directly comparable. A skipped run (a text
+    model whose share of the training split has no text) has its reason and null metrics.
     """
     rows = []
     for model, by_percent in runs.items():
         for percent, files in sorted(by_percent.items()):
             result = evaluate_predictions(files, task, model, resamples, level, seed)
-            stays = [json.loads((Path(f).parent / "summary.json").read_text())["train_stays"] for f in files]
+            stays = [run_summary(f)["train_stays"] for f in files]
             row = {"task": task, "model": model, "percent": percent, "train_stays": float(np.mean(stays)),
-                   "test_stays": result["test_stays"]}
+                   "skipped": result.get("skipped"), "test_stays": result.get("test_stays")}
             for name in CURVE_METRICS:
-                m = result["metrics"][name]
-                row |= {name: m["value"], f"{name}_ci_low": m["ci_low"], f"{name}_ci_high": m["ci_high"]}
+                m = result.get("metrics", {}).get(name, {})
+                row |= {name: m.get("value"), f"{name}_ci_low": m.get("ci_low"), f"{name}_ci_high": m.get("ci_high")}
             rows.append(row)
-    return pl.DataFrame(rows)
+    return pl.DataFrame(rows, schema=SCARCITY_SCHEMA)
 
 
 def plot_scarcity(table: pl.DataFrame, task: str, out: str | Path) -> None:
@@ -43,8 +49,9 @@ def plot_scarcity(table: pl.DataFrame, task: str, out: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(9, 4))
-    for model in table.get_column("model").unique(maintain_order=True):
-        rows = table.filter(pl.col("model") == model).sort("percent")
+    trained = table.filter(pl.col("skipped").is_null())
+    for model in trained.get_column("model").unique(maintain_order=True):
+        rows = trained.filter(pl.col("model") == model).sort("percent")
         x = rows.get_column("percent").to_numpy()
         for ax, name in zip(axes, CURVE_METRICS):
             line, = ax.plot(x, rows.get_column(name).to_numpy(), marker="o", label=model)

@@ -20,6 +20,10 @@ from emerge_ehr.model.sequence import build_model
 
 log = logging.getLogger(__name__)
 
+PREDICTION_SCHEMA = {"stay_id": pl.Int64, "split": pl.String, "label": pl.Int8, "probability": pl.Float64}
+HISTORY_SCHEMA = {"epoch": pl.Int64, "train_loss": pl.Float64, "val_auprc": pl.Float64, "val_auroc": pl.Float64,
+                  "seconds": pl.Float64, "stays_per_second": pl.Float64}
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -147,7 +151,7 @@ def train(
     model.load_state_dict(best_state)
     torch.save({"state_dict": best_state, "settings": asdict(settings), "n_inputs": n_inputs, "text_dim": text_dim},
                out_dir / "model.pt")
-    pl.DataFrame(history).write_csv(out_dir / "history.csv")
+    pl.DataFrame(history, schema=HISTORY_SCHEMA).write_csv(out_dir / "history.csv")
     rows = []
     for name in ("val", "test"):
         idx = parts[name]
@@ -156,7 +160,7 @@ def train(
             "split": [name] * len(idx),
             "label": labels[idx].astype(np.int8),
             "probability": _predict(model, x, idx, settings.batch_size, device).astype(np.float64),
-        }))
+        }, schema=PREDICTION_SCHEMA))
     pl.concat(rows).write_parquet(out_dir / "predictions.parquet")
     summary = {
         "best_epoch": best_epoch, "epochs_run": len(history), "best_val_score": best_score,
@@ -164,5 +168,18 @@ def train(
         "stays_per_second": float(np.mean([h["stays_per_second"] for h in history])),
         "settings": asdict(settings),
     }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def skip_training(settings: TrainSettings, reason: str, train_stays: int, out_dir: str | Path) -> dict:
+    """The outputs of a run that trains nothing, so that the pipeline's files exist and reruns stay clean:
+    a checkpoint without weights, history and predictions with their columns and no rows, and the reason."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({"skipped": reason, "settings": asdict(settings)}, out_dir / "model.pt")
+    pl.DataFrame(schema=HISTORY_SCHEMA).write_csv(out_dir / "history.csv")
+    pl.DataFrame(schema=PREDICTION_SCHEMA).write_parquet(out_dir / "predictions.parquet")
+    summary = {"skipped": reason, "train_stays": train_stays, "settings": asdict(settings)}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

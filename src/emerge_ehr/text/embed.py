@@ -2,13 +2,19 @@
 
 Notes are split into chunks of words that fit the encoder; each stay keeps its most recent ``max_chunks``
 chunks (those closest to the prediction time). Arrays follow the cohort's row order, with masks marking
-empty slots, so that a stay without notes (or without a summary) is masked rather than zero-filled.
+empty slots, so that a stay without notes (or without a summary) is masked rather than zero-filled. A dataset
+without notes gives all-masked note slots, never an error.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
+
+
+# The arrays of ``embeddings/{task}.npz``; the embed rule's params carry them, so that a change of the file's
+# contents reruns the job instead of leaving files that lack an array.
+EMBEDDING_ARRAYS = ("notes", "notes_mask", "summary", "summary_mask", "summary_has_knowledge")
 
 
 def note_chunks(notes: pl.DataFrame, task: str, chunk_words: int, max_chunks: int) -> pl.DataFrame:
@@ -35,7 +41,12 @@ def text_arrays(
     stays: np.ndarray, chunks: pl.DataFrame, chunk_vectors: np.ndarray, summaries: pl.DataFrame,
     summary_vectors: np.ndarray, max_chunks: int, dimension: int,
 ) -> dict[str, np.ndarray]:
-    """notes (n, K, D), notes_mask (n, K), summary (n, D), summary_mask (n,), rows in ``stays`` order."""
+    """notes (n, K, D), notes_mask (n, K), summary (n, D), summary_mask (n,), summary_has_knowledge (n,).
+
+    Rows in ``stays`` order. ``summaries`` (stay_id, status) are those with a summary text. A summary with status
+    ``empty`` is the fixed sentence saying nothing was found: it is a token for the model (``summary_mask``), yet
+    no knowledge (``summary_has_knowledge``), so that a model reading summaries alone is not trained on it.
+    """
     row_of = {int(s): i for i, s in enumerate(stays)}
     notes = np.zeros((len(stays), max_chunks, dimension), dtype=np.float32)
     notes_mask = np.zeros((len(stays), max_chunks), dtype=bool)
@@ -44,7 +55,10 @@ def text_arrays(
         notes_mask[row_of[stay_id], slot] = True
     summary = np.zeros((len(stays), dimension), dtype=np.float32)
     summary_mask = np.zeros(len(stays), dtype=bool)
-    for stay_id, vector in zip(summaries.get_column("stay_id"), summary_vectors):
+    summary_has_knowledge = np.zeros(len(stays), dtype=bool)
+    for (stay_id, status), vector in zip(summaries.select("stay_id", "status").iter_rows(), summary_vectors):
         summary[row_of[stay_id]] = vector
         summary_mask[row_of[stay_id]] = True
-    return {"notes": notes, "notes_mask": notes_mask, "summary": summary, "summary_mask": summary_mask}
+        summary_has_knowledge[row_of[stay_id]] = status == "ok"  # written by the LLM from retrieved knowledge
+    return {"notes": notes, "notes_mask": notes_mask, "summary": summary, "summary_mask": summary_mask,
+            "summary_has_knowledge": summary_has_knowledge}
