@@ -35,6 +35,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/scarcity.smk"
+include: "workflow/rules/folds.smk"
 
 
 rule all:

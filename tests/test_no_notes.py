@@ -119,8 +119,8 @@ def test_skipped_models_carry_their_reason_into_metrics_and_tables(tmp_path):
         # a skipped reference gives its reason, not a crash
         "against_skipped": evaluate_predictions(gru, "mortality", "gru", 50, 0.95, 0, note_only, "note_only"),
     }
-    assert results["note_only"] == {"task": "mortality", "model": "note_only", "seeds": 1, "skipped": reason,
-                                    "text": json.loads((tmp_path / "note_only/seed0/summary.json").read_text())["text"]}
+    assert results["note_only"] == {"task": "mortality", "model": "note_only", "seeds": 1, "folds": 1,
+                                    "skipped": reason, "text": json.loads((tmp_path / "note_only/seed0/summary.json").read_text())["text"]}
     assert results["against_skipped"]["versus_reference"] == {"model": "note_only", "skipped": reason}
     assert results["ts_summary"]["text"]["summary"]["stays"] == 150 and "text" not in results["gru"]
     files = []

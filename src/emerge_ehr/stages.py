@@ -100,6 +100,19 @@ def cohort(
     log.info("cohort: %d stays, %d patients, positives %s", meta["stays"], meta["patients"], meta["positives"])
 
 
+def fold_cohort(cohort_path: str, folds: int, fold: int, val_share: float, seed: int, out: str | Path) -> None:
+    """The cohort with its split rewritten for one cross-validation fold (emerge_ehr.data.folds)."""
+    from emerge_ehr.data.folds import assign_folds
+    from emerge_ehr.data.folds import fold_cohort as rewrite_split
+
+    cohort_table = pl.read_parquet(cohort_path)
+    table = rewrite_split(cohort_table, assign_folds(cohort_table, folds, seed), fold, val_share, seed)
+    write_parquet_atomically(table, out)
+    counts = dict(table.group_by("split").agg(pl.len()).rows())
+    positives = {task: dict(table.group_by("split").agg(pl.col(task).sum()).rows()) for task in ("mortality", "readmission")}
+    log.info("fold %d of %d: stays per split %s; positives %s", fold, folds, counts, positives)
+
+
 def build_timeseries(
     events_path: str, cohort_path: str, variables: str, hours: int,
     hourly_out: str | Path, features_out: str | Path, stats_out: str | Path,
@@ -205,8 +218,9 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
     (Path(out_dir) / "summary.json").write_text(json.dumps(summary | text | {"train_fraction": fraction}, indent=2) + "\n")
 
 
-def evaluate(prediction_files: list[str], task: str, model: str, resamples: int, level: float, seed: int, out: str,
-             reference_files: list[str] | None = None, reference_model: str | None = None) -> None:
+def evaluate(prediction_files: list, task: str, model: str, resamples: int, level: float, seed: int, out: str,
+             reference_files: list | None = None, reference_model: str | None = None) -> None:
+    """Metrics of one model over its seeds' runs (a predictions file each, or one per fold, pooled)."""
     from emerge_ehr.evaluate.report import evaluate_predictions, write_json
 
     result = evaluate_predictions(prediction_files, task, model, resamples, level, seed, reference_files,

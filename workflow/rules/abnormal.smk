@@ -4,7 +4,7 @@
 rule abnormal:
     input:
         events="results/{dataset}/events.parquet",
-        cohort="results/{dataset}/cohort.parquet",
+        cohort=lambda w: f"{data_dir(w)}/cohort.parquet",
         terms=repo_path(config["abnormal"]["terms"]),
     output:
         "results/{dataset}/abnormal.parquet",

@@ -4,7 +4,7 @@
 rule align:
     input:
         entities="results/{dataset}/entities.parquet",
-        abnormal="results/{dataset}/abnormal.parquet",
+        abnormal=lambda w: f"{data_dir(w)}/abnormal.parquet",
         nodes=f"{KG_DIR}/nodes.parquet",
         index=f"{INDEX_DIR}/index.faiss",
         entries=f"{INDEX_DIR}/entries.parquet",

@@ -13,6 +13,7 @@ wildcard_constraints:
     task="mortality|readmission",
     seed=r"\d+",
     percent=r"\d+",
+    fold=r"\d+",
 
 
 def repo_path(path):
@@ -103,32 +104,61 @@ def scarce_train_settings(wildcards):
     return train_settings(wildcards) | {"train_fraction": int(wildcards.percent) / 100}
 
 
+FOLDS = config["evaluate"]["folds"]
+FOLD_DIR = "results/{dataset}/folds/fold{fold}"
+
+
+def data_dir(wildcards):
+    """Where a job's fitted inputs live: the dataset's results, or with folds the fold's own (its cohort's
+    split decides what normalisation, z-scores and training see)."""
+    base = f"results/{wildcards.dataset}"
+    return f"{base}/folds/fold{wildcards.fold}" if hasattr(wildcards, "fold") else base
+
+
+def seed_runs(base, seeds=None):
+    """One run per training seed under ``base`` (a path below the dataset or fold directory): its predictions
+    file, or with folds one file per fold, whose test rows are pooled out of fold."""
+    seeds = config["train"]["seeds"] if seeds is None else seeds
+    if FOLDS == 1:
+        return [f"{base.format(prefix='')}/seed{seed}/predictions.parquet" for seed in seeds]
+    return [[f"{base.format(prefix=f'folds/fold{fold}/')}/seed{seed}/predictions.parquet" for fold in range(FOLDS)]
+            for seed in seeds]
+
+
+def flat(runs):
+    return [path for run in runs for path in ([run] if isinstance(run, str) else run)]
+
+
+def prediction_runs(dataset, task, model):
+    return seed_runs(f"results/{dataset}/{{prefix}}models/{task}/{model}")
+
+
 def predictions(dataset, task, model):
-    """The test and validation predictions of one model, one file per training seed."""
-    return [
-        f"results/{dataset}/models/{task}/{model}/seed{seed}/predictions.parquet" for seed in config["train"]["seeds"]
-    ]
+    """The prediction files of one model: one per training seed (and fold)."""
+    return flat(prediction_runs(dataset, task, model))
 
 
 REFERENCE = config["evaluate"]["reference_model"]
 
 
-def reference_predictions(wildcards):
-    """The reference model's predictions, for a paired comparison; none for the reference itself."""
+def reference_runs(wildcards):
+    """The reference model's runs, for a paired comparison; none for the reference itself."""
     if REFERENCE is None or wildcards.model == REFERENCE:
         return []
-    return predictions(wildcards.dataset, wildcards.task, REFERENCE)
+    return prediction_runs(wildcards.dataset, wildcards.task, REFERENCE)
+
+
+def reference_predictions(wildcards):
+    return flat(reference_runs(wildcards))
 
 
 def scarcity_runs(wildcards):
-    """model -> percent -> prediction files; 100 % is the main training run, not trained twice."""
+    """model -> percent -> runs; 100 % is the main training run, not trained twice."""
     runs = {}
     for model in config["scarcity"]["models"]:
         runs[model] = {
-            percent: predictions(wildcards.dataset, wildcards.task, model) if percent == 100 else [
-                f"results/{wildcards.dataset}/scarcity/{wildcards.task}/{model}/percent{percent}/seed{seed}/"
-                "predictions.parquet" for seed in config["train"]["seeds"]
-            ]
+            percent: prediction_runs(wildcards.dataset, wildcards.task, model) if percent == 100 else seed_runs(
+                f"results/{wildcards.dataset}/{{prefix}}scarcity/{wildcards.task}/{model}/percent{percent}")
             for percent in config["scarcity"]["percents"]
         }
     return runs
@@ -196,11 +226,11 @@ TEXT_MODELS = ("emerge", "emerge_concat", "ts_note", "ts_summary", "note_only", 
 
 def train_inputs(wildcards):
     inputs = {
-        "features": f"results/{wildcards.dataset}/features.npy",
-        "cohort": f"results/{wildcards.dataset}/cohort.parquet",
+        "features": f"{data_dir(wildcards)}/features.npy",
+        "cohort": f"{data_dir(wildcards)}/cohort.parquet",
     }
     if wildcards.model in TEXT_MODELS:
-        inputs["embeddings"] = f"results/{wildcards.dataset}/embeddings/{wildcards.task}.npz"
+        inputs["embeddings"] = f"{data_dir(wildcards)}/embeddings/{wildcards.task}.npz"
     return inputs
 
 
@@ -212,9 +242,9 @@ def all_targets():
             f"results/{name}/notes.parquet",
             f"results/{name}/metrics/summary.md",
             f"results/{name}/metrics/paper_table.md",
-            f"results/{name}/context.parquet",
-            f"results/{name}/summaries.parquet",
         ]
+        if FOLDS == 1:  # with folds, each fold retrieves and summarises with its own fitted z-scores
+            targets += [f"results/{name}/context.parquet", f"results/{name}/summaries.parquet"]
         targets += [f"results/{name}/plots/{task}/roc.png" for task in config["tasks"]]
         if config["scarcity"]["models"]:
             targets += [f"results/{name}/plots/{task}/scarcity.png" for task in config["tasks"]]

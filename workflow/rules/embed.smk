@@ -4,7 +4,7 @@
 rule embed:
     input:
         notes="results/{dataset}/notes.parquet",
-        summaries="results/{dataset}/summaries.parquet",
+        summaries=lambda w: f"{data_dir(w)}/summaries.parquet",
         cohort="results/{dataset}/cohort.parquet",
     output:
         "results/{dataset}/embeddings/{task}.npz",

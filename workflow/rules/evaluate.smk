@@ -16,6 +16,8 @@ rule evaluate:
         level=config["evaluate"]["confidence_level"],
         seed=config["evaluate"]["seed"],
         reference=lambda w: REFERENCE if reference_predictions(w) else None,
+        runs=lambda w: prediction_runs(w.dataset, w.task, w.model),
+        reference_runs=reference_runs,
     conda:
         "../../envs/model.yaml"
     log:
@@ -82,8 +84,7 @@ rule plots:
             subcategory="{task}",
         ),
     params:
-        models=config["models"],
-        seeds=config["train"]["seeds"],
+        runs=lambda w: {model: prediction_runs(w.dataset, w.task, model) for model in config["models"]},
     conda:
         "../../envs/model.yaml"
     log:

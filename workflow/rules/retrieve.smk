@@ -5,8 +5,8 @@ rule retrieve:
     input:
         entities="results/{dataset}/entities.parquet",
         notes="results/{dataset}/notes.parquet",
-        abnormal="results/{dataset}/abnormal.parquet",
-        aligned="results/{dataset}/aligned.parquet",
+        abnormal=lambda w: f"{data_dir(w)}/abnormal.parquet",
+        aligned=lambda w: f"{data_dir(w)}/aligned.parquet",
         nodes=f"{KG_DIR}/nodes.parquet",
         edges=f"{KG_DIR}/edges.parquet",
         cohort="results/{dataset}/cohort.parquet",

@@ -3,7 +3,7 @@
 
 rule scarcity:
     input:
-        lambda w: [path for runs in scarcity_runs(w).values() for files in runs.values() for path in files],
+        lambda w: [path for runs in scarcity_runs(w).values() for seeds in runs.values() for path in flat(seeds)],
     output:
         csv="results/{dataset}/scarcity/{task}.csv",
         plot=report(

@@ -3,7 +3,7 @@
 
 rule summarize:
     input:
-        context="results/{dataset}/context.parquet",
+        context=lambda w: f"{data_dir(w)}/context.parquet",
         model=llm_model_inputs(),
     output:
         summaries="results/{dataset}/summaries/shard{shard}.parquet",
@@ -28,7 +28,7 @@ rule summarize:
 
 rule summaries:
     input:
-        expand("results/{{dataset}}/summaries/shard{shard}.parquet", shard=shards("summaries")),
+        lambda w: [f"{data_dir(w)}/summaries/shard{shard}.parquet" for shard in shards("summaries")],
     output:
         "results/{dataset}/summaries.parquet",
     conda:

@@ -28,7 +28,7 @@ rule events:
 rule timeseries:
     input:
         events="results/{dataset}/events.parquet",
-        cohort="results/{dataset}/cohort.parquet",
+        cohort=lambda w: f"{data_dir(w)}/cohort.parquet",
         variables=VARIABLES,
     output:
         hourly="results/{dataset}/timeseries.parquet",

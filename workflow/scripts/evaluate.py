@@ -9,13 +9,13 @@ start_job(snakemake.threads, snakemake.log[0])
 from emerge_ehr import stages  # noqa: E402
 
 stages.evaluate(
-    list(snakemake.input.predictions),
+    snakemake.params.runs,
     snakemake.wildcards.task,
     snakemake.wildcards.model,
     snakemake.params.resamples,
     snakemake.params.level,
     snakemake.params.seed,
     snakemake.output[0],
-    list(snakemake.input.reference),
+    snakemake.params.reference_runs,
     snakemake.params.reference,
 )

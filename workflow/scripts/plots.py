@@ -8,11 +8,9 @@ from emerge_ehr.runtime import start_job  # noqa: E402
 start_job(snakemake.threads, snakemake.log[0])
 from emerge_ehr.evaluate.plots import plot_task  # noqa: E402
 
-seeds = len(snakemake.params.seeds)
-paths = list(snakemake.input)
 plot_task(
     snakemake.wildcards.task,
-    {model: paths[i * seeds : (i + 1) * seeds] for i, model in enumerate(snakemake.params.models)},
+    snakemake.params.runs,
     snakemake.output.roc,
     snakemake.output.pr,
     snakemake.output.calibration,

@@ -5,19 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
-from emerge_ehr.evaluate.report import skipped_reason
+from emerge_ehr.evaluate.report import Run, skipped_reason, test_rows
 
 
-def _test_predictions(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and the seed-averaged probability of the test stays."""
-    frames = [pl.read_parquet(p).filter(pl.col("split") == "test").sort("stay_id") for p in paths]
+def _test_predictions(runs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and the seed-averaged probability of the test stays (pooled over folds)."""
+    frames = [test_rows(run) for run in runs]
     y = frames[0].get_column("label").to_numpy().astype(float)
     return y, np.mean([f.get_column("probability").to_numpy() for f in frames], axis=0)
 
 
-def plot_task(task: str, predictions: dict[str, list[str]], roc_out: str, pr_out: str, calibration_out: str) -> None:
+def plot_task(task: str, predictions: dict[str, list[Run]], roc_out: str, pr_out: str, calibration_out: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

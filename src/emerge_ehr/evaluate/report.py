@@ -13,39 +13,66 @@ from emerge_ehr.evaluate.metrics import METRICS, bootstrap, bootstrap_indices, p
 LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "min_p_se": "min(+P, Se)", "brier": "Brier", "ece": "ECE"}
 
 
-def _test_split(prediction_files: list[str | Path], reference: pl.Series | None = None):
-    """Test labels and one probability vector per seed; every file must hold the same test stays."""
-    frames = [pl.read_parquet(path).filter(pl.col("split") == "test").sort("stay_id") for path in prediction_files]
+Run = str | Path | list[str | Path]  # one seed's predictions: a file, or one file per cross-validation fold
+
+
+def run_files(run: Run) -> list[Path]:
+    return [Path(run)] if isinstance(run, (str, Path)) else [Path(path) for path in run]
+
+
+def test_rows(run: Run) -> pl.DataFrame:
+    """The test rows of one seed's predictions, by stay; with folds, the folds' test rows pooled (every stay
+    is a test stay in exactly one fold, so each has one out-of-fold prediction)."""
+    files = run_files(run)
+    frame = pl.concat([pl.read_parquet(path).filter(pl.col("split") == "test") for path in files]).sort("stay_id")
+    if frame.get_column("stay_id").is_duplicated().any():
+        raise ValueError(f"{files[0].parent}: a stay is a test stay in more than one of {len(files)} folds")
+    return frame
+
+
+def _test_split(runs: list[Run], reference: pl.Series | None = None):
+    """Test labels and one probability vector per seed; every seed must hold the same test stays."""
+    frames = [test_rows(run) for run in runs]
     reference = frames[0].get_column("stay_id") if reference is None else reference
-    for path, frame in zip(prediction_files, frames):
+    for run, frame in zip(runs, frames):
         if not frame.get_column("stay_id").equals(reference):
-            raise ValueError(f"{path}: test stays differ from those of the other prediction files")
+            raise ValueError(f"{run_files(run)[0]}: test stays differ from those of the other prediction files")
     y = frames[0].get_column("label").to_numpy().astype(float)
     return y, [frame.get_column("probability").to_numpy() for frame in frames], reference
 
 
-def run_summary(predictions_path: str | Path) -> dict:
-    """The summary.json the train job writes beside its predictions."""
-    return json.loads((Path(predictions_path).parent / "summary.json").read_text())
+def run_summary(run: Run) -> dict:
+    """The summary.json the train job writes beside its predictions (the first fold's, with folds)."""
+    return json.loads((run_files(run)[0].parent / "summary.json").read_text())
 
 
-def skipped_reason(prediction_files: list[str | Path]) -> str | None:
-    """Why these runs trained nothing (the first skipped seed's reason); None when every seed trained."""
-    return next((reason for path in prediction_files if (reason := run_summary(path).get("skipped"))), None)
+def train_stays(run: Run) -> float:
+    """Training stays of one seed's run, averaged over its folds."""
+    return float(np.mean([run_summary(path)["train_stays"] for path in run_files(run)]))
+
+
+def skipped_reason(runs: list[Run]) -> str | None:
+    """Why these runs trained nothing (the first skipped run's reason); None when every run trained."""
+    summaries = (run_summary(path) for run in runs for path in run_files(run))
+    return next((reason for summary in summaries if (reason := summary.get("skipped"))), None)
 
 
 def evaluate_predictions(
-    prediction_files: list[str | Path], task: str, model: str, resamples: int, level: float, seed: int,
-    reference_files: list[str | Path] | None = None, reference_model: str | None = None,
+    prediction_files: list[Run], task: str, model: str, resamples: int, level: float, seed: int,
+    reference_files: list[Run] | None = None, reference_model: str | None = None,
 ) -> dict:
-    """Test-set metrics of one model over its seeds, with bootstrap confidence intervals.
+    """Test-set metrics of one model over its seeds (one run each), with bootstrap confidence intervals.
+
+    With cross-validation folds, each seed's run is its fold files and the metrics are those of the pooled
+    out-of-fold predictions.
 
     With ``reference_files`` (the predictions of a baseline), also the paired-bootstrap difference of
     AUROC and AUPRC against it. A skipped model has its reason (``skipped``) and no metrics; against a skipped
     reference there is no difference, only the reference's reason. ``text``: the text models' counts of stays
     with text.
     """
-    result = {"task": task, "model": model, "seeds": len(prediction_files)}
+    result = {"task": task, "model": model, "seeds": len(prediction_files),
+              "folds": len(run_files(prediction_files[0]))}
     text = run_summary(prediction_files[0]).get("text")
     if (reason := skipped_reason(prediction_files)) is not None:
         return result | {"skipped": reason} | ({"text": text} if text else {})
@@ -83,7 +110,8 @@ def _cell(metric: dict, scale: float = 100.0, digits: int = 2) -> str:
 
 
 COMPARISON_SCHEMA = {
-    "task": pl.String, "model": pl.String, "seeds": pl.Int64, "skipped": pl.String, "test_stays": pl.Int64,
+    "task": pl.String, "model": pl.String, "seeds": pl.Int64, "folds": pl.Int64, "skipped": pl.String,
+    "test_stays": pl.Int64,
     "prevalence": pl.Float64, "cohort_stays": pl.Int64, "stays_with_note": pl.Int64, "stays_with_summary": pl.Int64,
 } | {f"{name}{suffix}": pl.Float64 for name in METRICS for suffix in ("", "_ci_low", "_ci_high")}
 
@@ -99,7 +127,7 @@ def comparison_table(metric_files: list[str | Path]) -> pl.DataFrame:
         result = json.loads(Path(path).read_text())
         text = result.get("text") or {}
         row = {"task": result["task"], "model": result["model"], "seeds": result["seeds"],
-               "skipped": result.get("skipped"), "test_stays": result.get("test_stays"),
+               "folds": result.get("folds", 1), "skipped": result.get("skipped"), "test_stays": result.get("test_stays"),
                "prevalence": result.get("prevalence"), "cohort_stays": text.get("stays"),
                "stays_with_note": text.get("notes", {}).get("stays"),
                "stays_with_summary": text.get("summary", {}).get("stays")}
@@ -108,6 +136,13 @@ def comparison_table(metric_files: list[str | Path]) -> pl.DataFrame:
             row |= {name: m.get("value"), f"{name}_ci_low": m.get("ci_low"), f"{name}_ci_high": m.get("ci_high")}
         rows.append(row)
     return pl.DataFrame(rows, schema=COMPARISON_SCHEMA).sort("task", "model")
+
+
+def evaluated_on(folds: int) -> str:
+    """What the metrics were computed on: the fixed test split, or the pooled out-of-fold predictions."""
+    if folds > 1:
+        return f"the pooled out-of-fold predictions of {folds} patient-grouped folds (every cohort stay once)"
+    return "the test split"
 
 
 def _skipped_cells(reason: str, cells: int) -> list[str]:
@@ -143,7 +178,8 @@ def markdown_table(table: pl.DataFrame) -> str:
                 m = {"value": row[name], "ci_low": row[f"{name}_ci_low"], "ci_high": row[f"{name}_ci_high"]}
                 cells.append(_cell(m) if name not in ("brier", "ece") else _cell(m, 1.0, 4))
         lines.append("| " + " | ".join(cells) + " |")
-    note = ("\nValues x100 with bootstrap confidence intervals on the test split; Brier score and expected"
+    folds = table.get_column("folds").max() or 1
+    note = (f"\nValues x100 with bootstrap confidence intervals on {evaluated_on(folds)}; Brier score and expected"
             " calibration error (ECE, 10 bins) unscaled. A text model is skipped where no training stay has the"
             " text it reads.\n")
     text = "".join(f"\n{line}\n" for line in _text_lines(table))
@@ -168,6 +204,7 @@ def paper_table(metric_files: list[str | Path], models: list[str], tasks: list[s
             result = results.get((model, task))
             if result is None:
                 raise ValueError(f"no metrics for model {model!r} and task {task!r} among the metric files")
+            row["folds"] = result.get("folds", 1)
             row[f"{task}_skipped"] = result.get("skipped")
             for name in PAPER_METRICS:
                 m = result.get("metrics", {}).get(name, {})
@@ -212,7 +249,8 @@ def paper_markdown(table: pl.DataFrame, tasks: list[str], reference: str | None,
             if reference:
                 cells.append("reference" if row["model"] == reference else _difference_cell(row, task))
         lines.append("| " + " | ".join(cells) + " |")
-    note = ("\nTest split, x100: mean ± standard deviation over bootstrap resamples, as in the paper (each"
+    where = evaluated_on(table.get_column("folds").max() or 1)
+    note = (f"\nOn {where}, x100: mean ± standard deviation over bootstrap resamples, as in the paper (each"
             " resample averages the seeds).")
     if reference:
         note += (f" 'AUPRC vs {reference}': difference in AUPRC from {reference} with its paired-bootstrap"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from emerge_ehr.evaluate.report import evaluate_predictions, run_summary
+from emerge_ehr.evaluate.report import Run, evaluate_predictions, train_stays
 
 CURVE_METRICS = ("auroc", "auprc")
 
@@ -19,11 +19,11 @@ SCARCITY_SCHEMA = {
 
 
 def scarcity_table(
-    runs: dict[str, dict[int, list[str]]], task: str, resamples: int, level: float, seed: int
+    runs: dict[str, dict[int, list[Run]]], task: str, resamples: int, level: float, seed: int
 ) -> pl.DataFrame:
     """One row per model and training percentage: training stays and AUROC/AUPRC with bootstrap CIs.
 
-    ``runs`` maps model -> percent -> the prediction files of its seeds. Every run shares one test split and
+    ``runs`` maps model -> percent -> the runs of its seeds (a prediction file, or one per fold). Every run shares one test split and
     one set of bootstrap resamples, so the points of a curve are directly comparable. A skipped run (a text
     model whose share of the training split has no text) has its reason and null metrics.
     """
@@ -31,7 +31,7 @@ def scarcity_table(
     for model, by_percent in runs.items():
         for percent, files in sorted(by_percent.items()):
             result = evaluate_predictions(files, task, model, resamples, level, seed)
-            stays = [run_summary(f)["train_stays"] for f in files]
+            stays = [train_stays(run) for run in files]
             row = {"task": task, "model": model, "percent": percent, "train_stays": float(np.mean(stays)),
                    "skipped": result.get("skipped"), "test_stays": result.get("test_stays")}
             for name in CURVE_METRICS:
