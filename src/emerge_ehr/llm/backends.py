@@ -14,6 +14,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,6 +295,23 @@ class TransformersBackend:
             if progress:
                 progress.advance()
         return answers
+
+
+def prompt_length(settings: LLMSettings) -> Callable[[list[dict]], int] | None:
+    """A counter of a chat prompt's tokens as the local model sees them, so that extraction splits a note
+    chunk that would not fit the context. None without a local model: an endpoint's, or a missing directory
+    (which ``make_backend`` reports)."""
+    if settings.backend == "openai" or not Path(settings.model).is_dir():
+        return None
+    from transformers import AutoTokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tokenizer = AutoTokenizer.from_pretrained(settings.model)
+
+    def count(messages: list[dict]) -> int:
+        return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
+
+    return count
 
 
 def make_backend(settings: LLMSettings):

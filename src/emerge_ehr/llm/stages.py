@@ -47,11 +47,14 @@ def llm_entities(
     notes_path: str, abbreviations_path: str, shard: int, shards: int, llm: dict, extraction: dict,
     cache_dir: str, out: str, stats_out: str,
 ) -> None:
+    from emerge_ehr.llm.backends import prompt_length
     from emerge_ehr.llm.extract import ExtractionSettings, extraction_requests, refine
     from emerge_ehr.text.lexicon import load_abbreviations
 
     notes = _shard(pl.read_parquet(notes_path), shard, shards)
-    requests, rows = extraction_requests(notes, ExtractionSettings(**extraction), _settings(llm).max_model_len)
+    settings = _settings(llm)
+    requests, rows = extraction_requests(notes, ExtractionSettings(**extraction), settings.max_model_len,
+                                         prompt_length(settings))
     results = _run(requests, llm, cache_dir, f"entities shard {shard + 1}/{shards}", stats_out)
     answers: dict[int, list[str]] = {}
     for row, result in zip(rows, results):
