@@ -19,6 +19,7 @@ def batch(n=3, k=4, d=16, with_notes=(True, False, True)):
     return {
         "series": torch.randn(n, 48, 61), "notes": torch.randn(n, k, d), "notes_mask": notes_mask,
         "summary": torch.randn(n, d), "summary_mask": torch.tensor([True, True, False][:n]),
+        "knowledge": torch.randn(n, d), "knowledge_mask": torch.tensor([True, False, True][:n]),
     }
 
 
@@ -39,6 +40,11 @@ def test_masked_text_slots_do_not_change_the_prediction():
     inputs["summary"][2] = 1e3  # stay 2 has no summary
     after = model(**inputs)
     torch.testing.assert_close(before, after)
+    knowledge = build_model("emerge_knowledge", 61, 32, 0.0, text_dim=16, heads=4).eval()
+    before = knowledge(**inputs)
+    inputs["knowledge"][1] = 1e3  # stay 1 has no knowledge text
+    inputs["summary"] = inputs["summary"] * 100  # a model reading the knowledge text ignores the summary
+    torch.testing.assert_close(before, knowledge(**inputs))
 
 
 def test_a_stay_without_any_text_is_predicted_from_its_series():
@@ -80,3 +86,20 @@ def test_emerge_training_is_deterministic_and_uses_the_text(tmp_path):
     a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
     b = train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")
     assert a["best_val_score"] == b["best_val_score"] and a["best_val_score"] > 0.8
+
+
+@pytest.mark.parametrize("name", ["knowledge_only", "ts_knowledge", "emerge_knowledge"])
+def test_knowledge_models_train_and_read_the_knowledge_text_not_the_summary(tmp_path, name):
+    rng = np.random.default_rng(0)
+    n, d = 240, 16
+    y = rng.integers(0, 2, n).astype(float)
+    knowledge = rng.normal(size=(n, d)).astype(np.float32)
+    knowledge[:, 0] += 3.0 * y  # the label is planted in the knowledge text only
+    inputs = {"series": rng.normal(size=(n, 48, 61)).astype(np.float32), "notes": np.zeros((n, 2, d), np.float32),
+              "notes_mask": np.zeros((n, 2), bool), "summary": rng.normal(size=(n, d)).astype(np.float32),
+              "summary_mask": np.ones(n, bool), "knowledge": knowledge, "knowledge_mask": np.ones(n, bool)}
+    splits = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
+    settings = TrainSettings(model=name, hidden_size=16, max_epochs=8, patience=4, batch_size=32, device="cpu")
+    a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
+    assert a["best_val_score"] > 0.8
+    assert train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")["best_val_score"] == a["best_val_score"]

@@ -106,6 +106,7 @@ def test_a_run_is_a_file_or_its_folds_pooled(tmp_path):
 def test_workflow_with_three_folds(tmp_path):
     config = load_config("tiny-mimic4.yaml", tmp_path)
     config["evaluate"] |= {"folds": 3}
+    config["models"] = ["logreg", "gru", "oracle"]
     config["train"]["seeds"] = [0]
     config["scarcity"] = {"models": ["gru"], "percents": [50, 100]}
     wanted = ["results/tiny/metrics/summary.md", "results/tiny/metrics/paper_table.md",
@@ -127,6 +128,8 @@ def test_workflow_with_three_folds(tmp_path):
             metrics = json.loads((results / "metrics" / task / f"{model}.json").read_text())
             assert metrics["folds"] == 3 and metrics["test_stays"] == cohort.get_column(task).drop_nulls().len()
     assert "pooled out-of-fold predictions of 3 patient-grouped folds" in (results / "metrics" / "summary.md").read_text()
+    oracle = json.loads((results / "metrics" / "mortality" / "oracle.json").read_text())
+    assert oracle["versus_reference"]["model"] == "gru" and oracle["test_stays"] == cohort.height
     scarcity = pl.read_csv(results / "scarcity" / "mortality.csv")
     assert scarcity.get_column("test_stays").to_list() == [cohort.height] * 2
     assert not (results / "models").exists()  # with folds, nothing trains on the fixed split

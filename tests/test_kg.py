@@ -236,3 +236,34 @@ def test_download_rejects_wrong_header(tmp_path, http_root):
     assert list((tmp_path / "raw").iterdir()) == []
     with pytest.raises(KGError, match=r"disease_features\.csv.*node_index"):
         download_primekg(f"{base}/kg.csv", f"{base}/kg.csv", tmp_path / "raw", timeout=10)
+
+
+def test_ranked_triples_put_the_stays_own_nodes_then_clinical_specific_relations_first(tmp_path):
+    """Sepsis (rank 1) and fever (rank 2) in one stay, heart failure alone in another, on the PrimeKG fixture."""
+    from emerge_ehr.kg.retrieve import RetrieveSettings, rank_triples, sample_triples, stay_triples
+
+    build_primekg(write_primekg_fixture(tmp_path / "primekg"), tmp_path / "kg")
+    _, edges = load_kg(tmp_path / "kg")
+    sepsis, fever, heart_failure = 27168, 84003, 27165
+    ranked = pl.DataFrame({"stay_id": [1, 1, 2], "node_index": [sepsis, fever, heart_failure], "rank": [1, 2, 1]})
+    triples = rank_triples(edges, ranked, 3)
+    per_node = {node: group.sort("position").get_column("triple").to_list()
+                for (_, node), group in triples.group_by("stay_id", "node_index")}
+    assert per_node[sepsis] == [
+        "(sepsis, phenotype present, Fever)",  # the stay's own fever, written once, under the better-ranked sepsis
+        "(sepsis, indication, Ceftriaxone)",  # 2 indications < 4 phenotypes; ceftriaxone has 2 edges
+        "(sepsis, indication, Norepinephrine)",  # ... norepinephrine 1
+    ]  # the gene TNF comes last of all
+    assert per_node[fever] == ["(Fever, phenotype present, pneumonia)"]  # not the link back to sepsis
+    assert per_node[heart_failure] == [
+        "(heart failure, parent-child, cardiovascular disorder)",  # one of its kind, a tail with 4 edges
+        "(heart failure, indication, Furosemide)",  # one of its kind, 2 edges
+        "(heart failure, phenotype present, Edema)",  # one of 3; edema and tachycardia have 3 edges: by name
+    ]
+    assert triples.equals(rank_triples(edges, ranked, 3))
+    # `random` keeps the paper's seeded sample per node, the same for every stay that matches the node.
+    sampled = stay_triples(edges, ranked, RetrieveSettings(max_triples=3, triples="random", seed=0))
+    expected = sample_triples(edges, [heart_failure], 3, seed=0).get_column("triple").to_list()
+    assert sampled.filter(pl.col("stay_id") == 2).sort("position").get_column("triple").to_list() == expected
+    with pytest.raises(ValueError, match="retrieve.triples"):
+        RetrieveSettings(triples="best")

@@ -35,11 +35,17 @@ NODES = pl.DataFrame(
 )
 EDGES = pl.DataFrame(
     {
-        "x_index": [0, 0, 0, 1, 1, 2, 4],
-        "x_name": ["Heart failure"] * 3 + ["Pneumonia"] * 2 + ["Tachycardia", "Liver cirrhosis"],
+        "x_index": [0, 0, 0, 1, 1, 2, 2, 4],
+        "x_name": ["Heart failure"] * 3 + ["Pneumonia"] * 2 + ["Tachycardia"] * 2 + ["Liver cirrhosis"],
+        "relation": ["disease_phenotype_positive"] * 2 + ["disease_protein"] + ["disease_phenotype_positive"] * 2
+                    + ["disease_phenotype_positive", "phenotype_phenotype", "disease_phenotype_positive"],
         "display_relation": ["phenotype present", "phenotype present", "associated with", "phenotype present",
-                             "phenotype present", "parent-child", "phenotype present"],
-        "y_name": ["Tachycardia", "Hypoxemia", "NPPA", "Fever", "Hypoxemia", "Abnormal heart rate", "Ascites"],
+                             "phenotype present", "phenotype present", "parent-child", "phenotype present"],
+        "y_index": [2, 6, 5, 3, 6, 0, 7, 8],
+        "y_name": ["Tachycardia", "Hypoxemia", "NPPA", "Fever", "Hypoxemia", "Heart failure", "Abnormal heart rate",
+                   "Ascites"],
+        "y_type": ["effect/phenotype", "effect/phenotype", "gene/protein", "effect/phenotype", "effect/phenotype",
+                   "disease", "effect/phenotype", "effect/phenotype"],
     }
 )
 

@@ -43,7 +43,9 @@ def _embeddings(tmp_path, stays_with_note: list[int], stays_with_summary: list[i
     path = tmp_path / "mortality.npz"
     np.savez(path, notes=rng.normal(size=(N_STAYS, SLOTS, DIM)).astype(np.float32) * notes_mask[..., None],
              notes_mask=notes_mask, summary=rng.normal(size=(N_STAYS, DIM)).astype(np.float32),
-             summary_mask=np.ones(N_STAYS, bool), summary_has_knowledge=knowledge)
+             summary_mask=np.ones(N_STAYS, bool), summary_has_knowledge=knowledge,
+             knowledge=rng.normal(size=(N_STAYS, DIM)).astype(np.float32), knowledge_mask=np.ones(N_STAYS, bool),
+             knowledge_has_findings=knowledge)
     return str(path)
 
 
@@ -62,7 +64,8 @@ def test_text_model_without_notes_is_skipped_with_every_output_in_its_schema(tmp
     summary = _train(tmp_path, "note_only", embeddings)
     assert summary["skipped"] == "no stay has a note usable for mortality"
     assert summary["text"] == {"stays": N_STAYS, "notes": {"stays": 0, "share": 0.0},
-                               "summary": {"stays": N_STAYS, "share": 1.0}}
+                               "summary": {"stays": N_STAYS, "share": 1.0},
+                               "knowledge": {"stays": N_STAYS, "share": 1.0}}
     assert summary["train_stays"] == 80 and summary["train_fraction"] == 1.0
     out = tmp_path / "note_only"
     predictions = pl.read_parquet(out / "predictions.parquet")
@@ -73,6 +76,17 @@ def test_text_model_without_notes_is_skipped_with_every_output_in_its_schema(tmp
     # The summaries carry knowledge from abnormal values: the models that read only them and the series train.
     assert "skipped" not in _train(tmp_path, "ts_summary", embeddings)
     assert "skipped" not in _train(tmp_path, "gru", None)
+
+
+def test_knowledge_models_are_skipped_without_findings_and_train_with_them(tmp_path):
+    _cohort(tmp_path)
+    nothing_found = _embeddings(tmp_path, [], [])  # every stay has the nothing-found sentence only
+    reason = "no stay has an abnormal finding or a matched condition for mortality"
+    assert _train(tmp_path, "ts_knowledge", nothing_found)["skipped"] == reason
+    assert _train(tmp_path, "emerge_knowledge", nothing_found)["skipped"] == (
+        f"no stay has a note usable for mortality; {reason}")
+    trained = _train(tmp_path, "knowledge_only", _embeddings(tmp_path, [], list(range(N_STAYS))))
+    assert "skipped" not in trained and trained["text"]["knowledge"] == {"stays": N_STAYS, "share": 1.0}
 
 
 def test_few_notes_train_normally_and_notes_outside_training_do_not_count(tmp_path):
@@ -160,11 +174,14 @@ def test_no_notes_give_masked_note_slots_and_summaries_without_knowledge_are_fla
     chunks = note_chunks(notes, "mortality", 10, SLOTS)
     assert chunks.height == 0
     summaries = pl.DataFrame({"stay_id": [1, 2], "status": ["ok", "empty"]})
+    knowledge = pl.DataFrame({"stay_id": [3, 2, 1], "status": ["ok", "empty", "empty"]})
     arrays = text_arrays(np.array([1, 2, 3]), chunks, np.zeros((0, DIM), np.float32), summaries,
-                         np.ones((2, DIM), np.float32), SLOTS, DIM)
+                         np.ones((2, DIM), np.float32), knowledge, np.ones((3, DIM), np.float32), SLOTS, DIM)
     assert not arrays["notes_mask"].any() and arrays["notes"].shape == (3, SLOTS, DIM)
     assert arrays["summary_mask"].tolist() == [True, True, False]
     assert arrays["summary_has_knowledge"].tolist() == [True, False, False]
+    assert arrays["knowledge_mask"].tolist() == [True, True, True]
+    assert arrays["knowledge_has_findings"].tolist() == [False, False, True]
     assert tuple(arrays) == EMBEDDING_ARRAYS  # the embed rule reruns when this changes
 
 

@@ -157,29 +157,66 @@ def retrieve(
     log.info("context: %s", {task: round(float(n), 2) for task, n in sizes.rows()})
 
 
+def knowledge_texts(context_path: str, encoder_model: str, out: str) -> None:
+    """The retrieved knowledge as text without an LLM (``knowledge.parquet``), cut to what the encoder reads."""
+    from emerge_ehr.kg.knowledge_text import knowledge_table
+    from emerge_ehr.text.encoder import token_counter
+
+    started = time.perf_counter()
+    count_tokens, max_tokens = token_counter(encoder_model)
+    table = knowledge_table(pl.read_parquet(context_path), count_tokens, max_tokens)
+    write_parquet_atomically(table, out)
+    log.info(
+        "knowledge texts: %d rows, by status %s; %d cut to the encoder's %d tokens; mean %.0f tokens (%.1f s)",
+        table.height, dict(table.group_by("status").len().sort("status").rows()),
+        (table.get_column("left_out") > 0).sum(), max_tokens, table.get_column("tokens").mean() or 0,
+        time.perf_counter() - started,
+    )
+
+
+def _stay_texts(path: str | None, task: str, text_column: str) -> pl.DataFrame:
+    """stay_id, status, text of one task; no rows where the method is not configured (no file)."""
+    if path is None:
+        return pl.DataFrame(schema={"stay_id": pl.Int64, "status": pl.String, "text": pl.String})
+    return (
+        pl.read_parquet(path, columns=["task", "stay_id", "status", text_column])
+        .filter((pl.col("task") == task) & pl.col(text_column).is_not_null())
+        .select("stay_id", "status", pl.col(text_column).alias("text"))
+    )
+
+
 def embed(
-    notes_path: str, summaries_path: str, cohort_path: str, task: str, encoder_settings: dict, chunk_words: int,
-    max_chunks: int, cache_dir: str, out: str,
+    notes_path: str, summaries_path: str | None, knowledge_path: str | None, cohort_path: str, task: str,
+    encoder_settings: dict, chunk_words: int, max_chunks: int, cache_dir: str, out: str,
 ) -> None:
-    """Note-chunk and summary embeddings of every stay for one task (``embeddings/{task}.npz``)."""
+    """Note-chunk, LLM-summary and knowledge-text embeddings of every stay for one task (``embeddings/{task}.npz``).
+
+    ``summaries_path`` or ``knowledge_path`` is None where ``summaries.method`` leaves that method out: its
+    arrays are then all masked.
+    """
     from emerge_ehr.text.embed import note_chunks, text_arrays
     from emerge_ehr.text.encoder import embed_cached
 
     notes = pl.read_parquet(notes_path, columns=["stay_id", "note_id", "charttime", "text", task])
     chunks = note_chunks(notes, task, chunk_words, max_chunks)
-    summaries = pl.read_parquet(summaries_path).filter((pl.col("task") == task) & pl.col("summary").is_not_null())
+    summaries = _stay_texts(summaries_path, task, "summary")
+    knowledge = _stay_texts(knowledge_path, task, "text")
     encoder = _encoder(encoder_settings)
     cache = _cache(cache_dir, encoder)
-    chunk_vectors, chunk_stats = embed_cached(chunks.get_column("text").to_list(), encoder, cache)
-    summary_vectors, summary_stats = embed_cached(summaries.get_column("summary").to_list(), encoder, cache)
+    vectors, hits, misses = {}, 0, 0
+    for name, texts in (("notes", chunks), ("summary", summaries), ("knowledge", knowledge)):
+        vectors[name], stats = embed_cached(texts.get_column("text").to_list(), encoder, cache)
+        hits, misses = hits + stats.hits, misses + stats.misses
     cache.close()
     stays = pl.read_parquet(cohort_path, columns=["stay_id"]).get_column("stay_id").to_numpy()
-    arrays = text_arrays(stays, chunks, chunk_vectors, summaries, summary_vectors, max_chunks, encoder.dimension)
+    arrays = text_arrays(stays, chunks, vectors["notes"], summaries, vectors["summary"], knowledge,
+                         vectors["knowledge"], max_chunks, encoder.dimension)
     tmp = Path(out + ".partial.npz")
     np.savez(tmp, **arrays)
     tmp.replace(out)
     log.info(
-        "%s embeddings: %d stays, %d with notes, %d with a non-empty summary; cache hits %d, misses %d",
+        "%s embeddings: %d stays, %d with notes, %d with a non-empty summary, %d with knowledge text of findings;"
+        " cache hits %d, misses %d",
         task, len(stays), int(arrays["notes_mask"].any(axis=1).sum()), int(arrays["summary_has_knowledge"].sum()),
-        chunk_stats.hits + summary_stats.hits, chunk_stats.misses + summary_stats.misses,
+        int(arrays["knowledge_has_findings"].sum()), hits, misses,
     )

@@ -149,12 +149,16 @@ def stay_notes(notes_path: str, cohort_path: str, hours: int, out: str | Path) -
     )
 
 
+# The arrays of embeddings/{task}.npz a text model reads (EMERGE.forward's text arguments).
+TEXT_INPUTS = ("notes", "notes_mask", "summary", "summary_mask", "knowledge", "knowledge_mask")
+
+
 def model_inputs(features_path: str, embeddings_path: str | None, n_stays: int) -> dict[str, np.ndarray]:
     """The arrays a model reads, rows in cohort order: the series and, for text models, the text tokens."""
     inputs = {"series": np.load(features_path).astype(np.float32, copy=False)}
     if embeddings_path:
         with np.load(embeddings_path) as text:
-            inputs |= {name: text[name] for name in ("notes", "notes_mask", "summary", "summary_mask")}
+            inputs |= {name: text[name] for name in TEXT_INPUTS}
     for name, array in inputs.items():
         if array.shape[0] != n_stays:
             raise tables.InputError(f"{name} has {array.shape[0]} rows but the cohort has {n_stays} stays")
@@ -230,6 +234,19 @@ def evaluate(prediction_files: list, task: str, model: str, resamples: int, leve
         log.info("%s %s: skipped: %s", task, model, result["skipped"])
     else:
         log.info("%s %s: %s", task, model, {k: round(v["value"], 4) for k, v in result["metrics"].items()})
+
+
+def oracle(reference_predictions: str, truth_path: str, task: str, predictions_out: str, summary_out: str) -> None:
+    """The oracle line of a synthetic dataset: the reference model's predictions plus the planted effects."""
+    from emerge_ehr.evaluate.oracle import oracle_predictions
+    from emerge_ehr.evaluate.report import run_summary
+
+    reference = pl.read_parquet(reference_predictions)
+    write_parquet_atomically(oracle_predictions(reference, pl.read_parquet(truth_path), task), predictions_out)
+    base = run_summary(reference_predictions)
+    _write_json({"oracle_of": base["settings"]["model"], "train_stays": base["train_stays"],
+                 "train_fraction": base.get("train_fraction", 1.0), "settings": base["settings"]}, summary_out)
+    log.info("oracle for %s: %s predictions with the planted note-only effects", task, base["settings"]["model"])
 
 
 def metrics_table(metric_files: list[str], models: list[str], tasks: list[str], reference: str | None, level: float,

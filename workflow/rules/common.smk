@@ -139,6 +139,10 @@ def predictions(dataset, task, model):
 
 
 REFERENCE = config["evaluate"]["reference_model"]
+if "oracle" in config["models"] and (REFERENCE is None or any(
+        entry["kind"] != "synthetic" for entry in config["datasets"].values())):
+    raise ValueError("models: 'oracle' needs synthetic datasets only (their ground truth) and an"
+                     " evaluate.reference_model whose predictions it adds the planted effects to")
 
 
 def reference_runs(wildcards):
@@ -221,7 +225,35 @@ def entity_inputs(wildcards):
     return paths
 
 
-TEXT_MODELS = ("emerge", "emerge_concat", "ts_note", "ts_summary", "note_only", "summary_only")
+SUMMARY_METHODS = config["summaries"]["method"]
+# The summary method each text model reads, besides notes (the flags of emerge_ehr.model.emerge.VARIANTS; not
+# imported here, so that parsing the workflow does not load torch).
+MODEL_SUMMARY_METHOD = {
+    "emerge": "llm", "emerge_concat": "llm", "ts_summary": "llm", "summary_only": "llm",
+    "emerge_knowledge": "knowledge", "ts_knowledge": "knowledge", "knowledge_only": "knowledge",
+}
+TEXT_MODELS = ("ts_note", "note_only", *MODEL_SUMMARY_METHOD)
+
+
+def check_summary_methods():
+    """A model reading summaries of a method that is not configured would only ever be skipped: say so now."""
+    models = {*config["models"], *config["scarcity"]["models"], REFERENCE}
+    unmet = sorted(m for m in models if m in MODEL_SUMMARY_METHOD and MODEL_SUMMARY_METHOD[m] not in SUMMARY_METHODS)
+    if unmet:
+        needed = sorted({MODEL_SUMMARY_METHOD[m] for m in unmet})
+        raise ValueError(f"models {unmet} read summaries of method {needed}, which summaries.method {SUMMARY_METHODS}"
+                         " leaves out: add it there or remove the models (models, scarcity.models, reference_model)")
+
+
+check_summary_methods()
+
+
+SUMMARY_FILES = {"llm": "summaries.parquet", "knowledge": "knowledge.parquet"}
+
+
+def summary_inputs(wildcards):
+    """The texts of each configured summary method (the LLM summaries, the knowledge texts), named by file."""
+    return {Path(SUMMARY_FILES[m]).stem: f"{data_dir(wildcards)}/{SUMMARY_FILES[m]}" for m in SUMMARY_METHODS}
 
 
 def train_inputs(wildcards):
@@ -244,7 +276,8 @@ def all_targets():
             f"results/{name}/metrics/paper_table.md",
         ]
         if FOLDS == 1:  # with folds, each fold retrieves and summarises with its own fitted z-scores
-            targets += [f"results/{name}/context.parquet", f"results/{name}/summaries.parquet"]
+            targets += [f"results/{name}/context.parquet"]
+            targets += [f"results/{name}/{SUMMARY_FILES[method]}" for method in SUMMARY_METHODS]
         targets += [f"results/{name}/plots/{task}/roc.png" for task in config["tasks"]]
         if config["scarcity"]["models"]:
             targets += [f"results/{name}/plots/{task}/scarcity.png" for task in config["tasks"]]

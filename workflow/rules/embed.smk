@@ -1,10 +1,10 @@
-"""Note-chunk and summary embeddings per stay and task, the text tokens of the fusion model."""
+"""Note-chunk, LLM-summary and knowledge-text embeddings per stay and task, the text tokens of the fusion model."""
 
 
 rule embed:
     input:
+        unpack(summary_inputs),  # only the summary methods configured: summaries.method
         notes="results/{dataset}/notes.parquet",
-        summaries=lambda w: f"{data_dir(w)}/summaries.parquet",
         cohort="results/{dataset}/cohort.parquet",
     output:
         "results/{dataset}/embeddings/{task}.npz",

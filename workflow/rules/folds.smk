@@ -70,6 +70,13 @@ use rule summaries as summaries_fold with:
         "logs/{dataset}/folds/fold{fold}/summaries.log",
 
 
+use rule knowledge_text as knowledge_text_fold with:
+    output:
+        f"{FOLD_DIR}/knowledge.parquet",
+    log:
+        "logs/{dataset}/folds/fold{fold}/knowledge.log",
+
+
 use rule embed as embed_fold with:
     output:
         f"{FOLD_DIR}/embeddings/{{task}}.npz",
@@ -95,3 +102,14 @@ use rule train_scarce as train_scarce_fold with:
         summary=f"{FOLD_DIR}/scarcity/{{task}}/{{model}}/percent{{percent}}/seed{{seed}}/summary.json",
     log:
         "logs/{dataset}/folds/fold{fold}/train_scarce/{task}/{model}/percent{percent}/seed{seed}.log",
+
+
+use rule oracle as oracle_fold with:
+    output:
+        predictions=f"{FOLD_DIR}/models/{{task}}/oracle/seed{{seed}}/predictions.parquet",
+        summary=f"{FOLD_DIR}/models/{{task}}/oracle/seed{{seed}}/summary.json",
+    log:
+        "logs/{dataset}/folds/fold{fold}/train/{task}/oracle/seed{seed}.log",
+
+
+ruleorder: oracle_fold > train_fold

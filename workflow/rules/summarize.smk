@@ -1,4 +1,5 @@
-"""Task-relevant patient summaries written by the LLM from the retrieved knowledge (sharded), gathered."""
+"""Task-relevant patient summaries from the retrieved knowledge, by the methods of summaries.method: written by
+the LLM (sharded, gathered), or the knowledge itself as text (no LLM)."""
 
 
 rule summarize:
@@ -37,3 +38,18 @@ rule summaries:
         "logs/{dataset}/summaries.log",
     script:
         "../scripts/gather_summaries.py"
+
+
+rule knowledge_text:
+    input:
+        context=lambda w: f"{data_dir(w)}/context.parquet",
+    output:
+        "results/{dataset}/knowledge.parquet",
+    params:
+        encoder_model=config["text_encoder"]["model"],  # its tokenizer measures the text against what it reads
+    conda:
+        "../../envs/text.yaml"
+    log:
+        "logs/{dataset}/knowledge.log",
+    script:
+        "../scripts/knowledge_text.py"

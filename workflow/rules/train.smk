@@ -32,3 +32,23 @@ use rule train as train_scarce with:
         settings=scarce_train_settings,
     log:
         "logs/{dataset}/train_scarce/{task}/{model}/percent{percent}/seed{seed}.log",
+
+
+rule oracle:
+    """Synthetic datasets: the reference model's predictions plus the planted note-only effects (see
+    emerge_ehr.evaluate.oracle); evaluated like a model, so the tables show what text could add at most."""
+    input:
+        reference=lambda w: f"{data_dir(w)}/models/{w.task}/{REFERENCE}/seed{w.seed}/predictions.parquet",
+        truth=lambda w: f"{synthetic_root(w.dataset)}/ground_truth.parquet",
+    output:
+        predictions="results/{dataset}/models/{task}/oracle/seed{seed}/predictions.parquet",
+        summary="results/{dataset}/models/{task}/oracle/seed{seed}/summary.json",
+    conda:
+        "../../envs/data.yaml"
+    log:
+        "logs/{dataset}/train/{task}/oracle/seed{seed}.log",
+    script:
+        "../scripts/oracle.py"
+
+
+ruleorder: oracle > train

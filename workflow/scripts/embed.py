@@ -10,7 +10,8 @@ from emerge_ehr import knowledge  # noqa: E402
 
 knowledge.embed(
     snakemake.input.notes,
-    snakemake.input.summaries,
+    snakemake.input.get("summaries"),  # absent where summaries.method leaves that method out
+    snakemake.input.get("knowledge"),
     snakemake.input.cohort,
     snakemake.wildcards.task,
     snakemake.params.encoder,

@@ -1,8 +1,9 @@
 """Per stay and task: the matched knowledge-graph nodes, their definitions, and relations as triples.
 
 Only entities from notes charted before the task's prediction time count; negated and family-history
-mentions are left out. Triples are sampled per node with a seeded generator, so every stay that matches
-a node gets the same triples and reruns give the same text.
+mentions are left out. Each node's triples are ranked (``retrieve.triples: ranked``, see ``rank_triples``) or,
+as in the paper's code, sampled with a generator seeded per node (``random``); either way reruns give the same
+text.
 """
 
 from __future__ import annotations
@@ -23,11 +24,21 @@ CONTEXT_SCHEMA = {
 }
 
 
+# Tail types that say something about a patient; genes, pathways, anatomy and the like rarely do.
+CLINICAL_TYPES = ("disease", "effect/phenotype", "drug")
+TRIPLE_ORDERS = ("ranked", "random")
+
+
 @dataclass(frozen=True)
 class RetrieveSettings:
     max_nodes: int = 10
     max_triples: int = 5
+    triples: str = "ranked"  # ranked | random (the paper's code: a seeded sample per node)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.triples not in TRIPLE_ORDERS:
+            raise ValueError(f"retrieve.triples must be one of {TRIPLE_ORDERS}, not {self.triples!r}")
 
 
 def stay_nodes(
@@ -91,8 +102,91 @@ def sample_triples(edges: pl.LazyFrame, node_indices: list[int], max_triples: in
     )
 
 
+def rank_triples(edges: pl.LazyFrame, ranked: pl.DataFrame, max_triples: int) -> pl.DataFrame:
+    """Up to ``max_triples`` relations per stay and node (``ranked``: stay_id, node_index, rank), node as head,
+    best first: stay_id, node_index, triple, position.
+
+    The order, each key breaking the ties of the one before:
+    1. relations to another of the stay's own matched nodes (written once, under the better-ranked end): they
+       tie the patient's findings together;
+    2. tails of a clinical type (``CLINICAL_TYPES``) before genes, pathways and anatomy;
+    3. relations the head has few of before those it has many of: hypertension has a few parents but thousands
+       of ``phenotype present`` links to rare syndromes, which is what random sampling mostly draws;
+    4. tails with more edges first: the widely linked concepts are the common, well-described ones (sepsis,
+       furosemide), the rarely linked ones are rare syndromes;
+    5. the triple's text, so that the order is total and reruns give the same text.
+
+    >>> edges = pl.LazyFrame({"x_index": [1, 1, 1, 2, 3, 3], "y_index": [2, 3, 9, 1, 1, 2],
+    ...     "x_name": ["Sepsis", "Sepsis", "Sepsis", "Fever", "TNF", "TNF"], "display_relation": ["r"] * 6,
+    ...     "relation": ["a", "b", "a", "a", "b", "c"],
+    ...     "y_name": ["Fever", "TNF", "Rare syndrome", "Sepsis", "Sepsis", "Fever"],
+    ...     "y_type": ["effect/phenotype", "gene/protein", "disease", "disease", "disease", "effect/phenotype"]})
+    >>> ranked = pl.DataFrame({"stay_id": [7, 7], "node_index": [1, 2], "rank": [1, 2]})
+    >>> rank_triples(edges, ranked, 2).select("node_index", "triple").rows()
+    [(1, '(Sepsis, r, Fever)'), (1, '(Sepsis, r, Rare syndrome)')]
+    """
+    heads = ranked.get_column("node_index").unique().to_list()
+    candidates = (
+        edges.filter(pl.col("x_index").is_in(heads))
+        .select(pl.col("x_index").alias("node_index"), pl.col("y_index").alias("tail_index"),
+                pl.col("y_type").alias("tail_type"), "relation",
+                pl.format("({}, {}, {})", "x_name", "display_relation", "y_name").alias("triple"))
+        .unique()
+        .collect()
+    )
+    tails = candidates.get_column("tail_index").unique().to_list()
+    degrees = edges.filter(pl.col("x_index").is_in(tails)).group_by("x_index").agg(pl.len().alias("tail_degree"))
+    keys = ["non_clinical", "relation_count", "tail_degree", "triple"]
+    descending = [False, False, True, False]
+    scored = candidates.join(degrees.collect(), left_on="tail_index", right_on="x_index", how="left").with_columns(
+        pl.col("tail_type").is_in(list(CLINICAL_TYPES)).fill_null(False).not_().alias("non_clinical"),
+        pl.len().over("node_index", "relation").alias("relation_count"),
+        pl.col("tail_degree").fill_null(0),
+    )
+    matched = ranked.select("stay_id", "node_index", "rank")
+    links = (
+        scored.filter(pl.col("tail_index").is_in(heads))
+        .join(matched, on="node_index")
+        .join(matched.rename({"node_index": "tail_index", "rank": "tail_rank"}), on=["stay_id", "tail_index"])
+        .filter(pl.col("rank") < pl.col("tail_rank"))
+        .with_columns(pl.lit(0).alias("group"))
+    )
+    # Each node's best relations whatever the stay; enough spare ones that dropping the stay's own matched
+    # nodes (they are links, above) still leaves max_triples.
+    spare = int(matched.get_column("rank").max() or 0)
+    general = (
+        scored.sort(["node_index", *keys], descending=[False, *descending])
+        .group_by("node_index", maintain_order=True).head(max_triples + spare)
+        .join(matched, on="node_index")
+        .join(matched.rename({"node_index": "tail_index"}), on=["stay_id", "tail_index"], how="anti")
+        .with_columns(pl.lit(1).alias("group"))
+    )
+    columns = ["stay_id", "node_index", "group", *keys]
+    return (
+        pl.concat([links.select(columns), general.select(columns)])
+        .sort(["stay_id", "node_index", "group", *keys], descending=[False, False, False, *descending])
+        .group_by("stay_id", "node_index", maintain_order=True).head(max_triples)
+        .with_columns(pl.int_range(pl.len()).over("stay_id", "node_index").alias("position"))
+        .select("stay_id", "node_index", "triple", "position")
+    )
+
+
+def stay_triples(edges: pl.LazyFrame, ranked: pl.DataFrame, settings: RetrieveSettings) -> pl.DataFrame:
+    """The triples of each stay's nodes in the configured order: stay_id, node_index, triple, position."""
+    if settings.triples == "ranked":
+        return rank_triples(edges, ranked, settings.max_triples)
+    sampled = sample_triples(edges, ranked.get_column("node_index").unique().to_list(), settings.max_triples,
+                             settings.seed)
+    return ranked.select("stay_id", "node_index").join(
+        sampled.with_columns(pl.int_range(pl.len()).over("node_index").alias("position")), on="node_index"
+    )
+
+
 def _definition_line(name: pl.Expr, definition: pl.Expr, description: pl.Expr) -> pl.Expr:
-    text = pl.concat_str([definition.fill_null(""), description.fill_null("")], separator=" ").str.strip_chars()
+    """``name: definition description`` on one line (descriptions such as Mayo's symptom lists span several), so
+    that the lines of ``definitions`` match ``node_names`` one to one."""
+    text = pl.concat_str([definition.fill_null(""), description.fill_null("")], separator=" ")
+    text = text.str.replace_all(r"\s+", " ").str.strip_chars()
     return pl.when(text == "").then(name).otherwise(pl.format("{}: {}", name, text))
 
 
@@ -111,13 +205,16 @@ def build_context(
     frames = []
     for task in tasks:
         ranked = top_nodes(stay_nodes(entities, notes, abnormal, aligned, task), settings.max_nodes)
-        triples = sample_triples(edges, ranked.get_column("node_index").unique().to_list(), settings.max_triples, settings.seed)
-        per_node = (
-            nodes.select(
-                pl.col("index").alias("node_index"), pl.col("name").alias("node_name"),
-                _definition_line(pl.col("name"), pl.col("definition"), pl.col("description")).alias("definition_line"),
-            )
-            .join(triples.group_by("node_index").agg(pl.col("triple").str.join("\n").alias("triples")), on="node_index", how="left")
+        triples = (
+            stay_triples(edges, ranked, settings)
+            .join(ranked.select("stay_id", "node_index", "rank"), on=["stay_id", "node_index"])
+            .sort("stay_id", "rank", "position")
+            .group_by("stay_id", maintain_order=True)
+            .agg(pl.col("triple").str.join("\n").alias("triples"))
+        )
+        per_node = nodes.select(
+            pl.col("index").alias("node_index"), pl.col("name").alias("node_name"),
+            _definition_line(pl.col("name"), pl.col("definition"), pl.col("description")).alias("definition_line"),
         )
         context = (
             ranked.join(per_node, on="node_index", how="left")
@@ -127,8 +224,8 @@ def build_context(
                 pl.col("node_index").alias("node_indices"),
                 pl.col("node_name").alias("node_names"),
                 pl.col("definition_line").str.join("\n").alias("definitions"),
-                pl.col("triples").drop_nulls().str.join("\n").alias("triples"),
             )
+            .join(triples, on="stay_id", how="left")
         )
         features = abnormal.sort("stay_id", "variable", "direction").group_by("stay_id", maintain_order=True).agg(
             pl.col("phrase").alias("abnormal_features")

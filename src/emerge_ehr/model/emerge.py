@@ -1,25 +1,29 @@
-"""The EMERGE fusion network, in one file: time series, note and summary tokens, two cross-attention branches.
+"""The EMERGE fusion network, in one file: time series, note, summary and knowledge tokens, two cross-attention
+branches.
 
 Inputs per stay
-    series        (B, 48, 61)  hourly inputs
-    notes         (B, K, D)    embeddings of the note chunks usable for the task (K slots, most recent last)
-    notes_mask    (B, K)       True where a slot holds a chunk
-    summary       (B, D)       embedding of the LLM summary of the retrieved knowledge
-    summary_mask  (B,)         True where the stay has a summary
+    series          (B, 48, 61)  hourly inputs
+    notes           (B, K, D)    embeddings of the note chunks usable for the task (K slots, most recent last)
+    notes_mask      (B, K)       True where a slot holds a chunk
+    summary         (B, D)       embedding of the LLM summary of the retrieved knowledge
+    summary_mask    (B,)         True where the stay has a summary
+    knowledge       (B, D)       embedding of the retrieved knowledge written out without an LLM
+    knowledge_mask  (B,)         True where the stay has a knowledge text
 
 Architecture (EMERGE section 6, with real attention): a GRU keeps all 48 hidden states as time-series tokens;
-note chunks and the summary are projected to the hidden size (the text tokens); the time series attends to
-the text and the text attends to the time series, each branch multi-head attention with a residual
-connection, layer normalisation and a feed-forward layer; each side is pooled (masked mean), the two are
-concatenated and fused by an MLP; the paper's head gives one logit.
+note chunks, the summary and the knowledge text are projected to the hidden size (the text tokens); the time
+series attends to the text and the text attends to the time series, each branch multi-head attention with a
+residual connection, layer normalisation and a feed-forward layer; each side is pooled (masked mean), the two
+are concatenated and fused by an MLP; the paper's head gives one logit.
 
 Missing modalities are masked, never zero-filled into attention: a stay without notes attends over its
 summary alone, and a stay without any text gets its prediction from the time series (its text side is zero).
 The released code's single token per modality would make the softmax trivially 1; several tokens per side
 make the attention real.
 
-The same class gives the ablations: drop a modality (``use_series``, ``use_notes``, ``use_summary``) or replace
-cross-attention by concatenating the pooled tokens (``fusion="concat"``).
+The same class gives the ablations: choose the modalities (``use_series``, ``use_notes``, ``use_summary``,
+``use_knowledge``: the knowledge text in place of, or beside, the LLM summary) or replace cross-attention by
+concatenating the pooled tokens (``fusion="concat"``).
 """
 
 from __future__ import annotations
@@ -71,28 +75,32 @@ class EMERGE(nn.Module):
         use_series: bool = True,
         use_notes: bool = True,
         use_summary: bool = True,
+        use_knowledge: bool = False,
         fusion: str = "cross_attention",
     ) -> None:
         super().__init__()
         if fusion not in ("cross_attention", "concat"):
             raise ValueError(f"fusion must be cross_attention or concat, not {fusion!r}")
-        if not (use_notes or use_summary or use_series):
+        self.use_series, self.use_notes = use_series, use_notes
+        self.use_summary, self.use_knowledge = use_summary, use_knowledge
+        self.use_text = use_notes or use_summary or use_knowledge
+        if not (use_series or self.use_text):
             raise ValueError("the model needs at least one modality")
-        self.use_series, self.use_notes, self.use_summary = use_series, use_notes, use_summary
-        self.cross = fusion == "cross_attention" and use_series and (use_notes or use_summary)
+        self.cross = fusion == "cross_attention" and use_series and self.use_text
         self.series_encoder = nn.GRU(n_inputs, hidden_size, batch_first=True) if use_series else None
         self.note_projection = nn.Linear(text_dim, hidden_size) if use_notes else None
         self.summary_projection = nn.Linear(text_dim, hidden_size) if use_summary else None
-        # Text fusion: notes and summary share one token sequence; a learned embedding tells them apart.
-        self.text_type = nn.Embedding(2, hidden_size)
+        self.knowledge_projection = nn.Linear(text_dim, hidden_size) if use_knowledge else None
+        # Text fusion: notes, summary and knowledge share one token sequence; a learned embedding tells them apart.
+        self.text_type = nn.Embedding(3, hidden_size)
         if self.cross:
             self.series_to_text = CrossAttention(hidden_size, heads, dropout)
             self.text_to_series = CrossAttention(hidden_size, heads, dropout)
-        sides = int(use_series) + int(use_notes or use_summary)
+        sides = int(use_series) + int(self.use_text)
         self.fusion = nn.Sequential(nn.Linear(sides * hidden_size, hidden_size), nn.ReLU(), nn.Dropout(dropout))
         self.head = PredictionHead(hidden_size, dropout)
 
-    def text_tokens(self, notes, notes_mask, summary, summary_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    def text_tokens(self, notes, notes_mask, summary, summary_mask, knowledge, knowledge_mask):
         tokens, masks = [], []
         if self.use_notes:
             tokens.append(self.note_projection(notes) + self.text_type.weight[0])
@@ -100,15 +108,19 @@ class EMERGE(nn.Module):
         if self.use_summary:
             tokens.append(self.summary_projection(summary).unsqueeze(1) + self.text_type.weight[1])
             masks.append(summary_mask.unsqueeze(1))
+        if self.use_knowledge:
+            tokens.append(self.knowledge_projection(knowledge).unsqueeze(1) + self.text_type.weight[2])
+            masks.append(knowledge_mask.unsqueeze(1))
         return torch.cat(tokens, dim=1), torch.cat(masks, dim=1)
 
-    def forward(self, series, notes=None, notes_mask=None, summary=None, summary_mask=None) -> torch.Tensor:
+    def forward(self, series, notes=None, notes_mask=None, summary=None, summary_mask=None, knowledge=None,
+                knowledge_mask=None) -> torch.Tensor:
         pooled = []
         if self.use_series:
             series_tokens, _ = self.series_encoder(series)  # (B, 48, H): every hour is a token
             series_mask = torch.ones(series_tokens.shape[:2], dtype=torch.bool, device=series.device)
-        if self.use_notes or self.use_summary:
-            text, text_mask = self.text_tokens(notes, notes_mask, summary, summary_mask)
+        if self.use_text:
+            text, text_mask = self.text_tokens(notes, notes_mask, summary, summary_mask, knowledge, knowledge_mask)
         if self.cross:
             pooled.append(self.series_to_text(series_tokens, text, text_mask).mean(dim=1))
             text_side = self.text_to_series(text, series_tokens, series_mask)
@@ -116,12 +128,13 @@ class EMERGE(nn.Module):
         else:
             if self.use_series:
                 pooled.append(series_tokens.mean(dim=1))
-            if self.use_notes or self.use_summary:
+            if self.use_text:
                 pooled.append(masked_mean(text, text_mask))
         return self.head(self.fusion(torch.cat(pooled, dim=-1)))
 
 
-# name -> (modalities, fusion): EMERGE and its ablations
+# name -> (modalities, fusion): EMERGE and its ablations; the *_knowledge ones read the knowledge text where the
+# others read the LLM summary, so that the two sit side by side in the tables.
 VARIANTS = {
     "emerge": dict(use_series=True, use_notes=True, use_summary=True, fusion="cross_attention"),
     "emerge_concat": dict(use_series=True, use_notes=True, use_summary=True, fusion="concat"),
@@ -129,4 +142,9 @@ VARIANTS = {
     "ts_summary": dict(use_series=True, use_notes=False, use_summary=True, fusion="cross_attention"),
     "note_only": dict(use_series=False, use_notes=True, use_summary=False, fusion="concat"),
     "summary_only": dict(use_series=False, use_notes=False, use_summary=True, fusion="concat"),
+    "emerge_knowledge": dict(use_series=True, use_notes=True, use_summary=False, use_knowledge=True,
+                             fusion="cross_attention"),
+    "ts_knowledge": dict(use_series=True, use_notes=False, use_summary=False, use_knowledge=True,
+                         fusion="cross_attention"),
+    "knowledge_only": dict(use_series=False, use_notes=False, use_summary=False, use_knowledge=True, fusion="concat"),
 }

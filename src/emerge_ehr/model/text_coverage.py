@@ -13,12 +13,20 @@ from collections.abc import Mapping
 import numpy as np
 
 # text kind -> what a stay must have, as the skip reason says it
-TEXT_KINDS = {"notes": "a note usable for {task}", "summary": "a non-empty summary for {task}"}
+TEXT_KINDS = {
+    "notes": "a note usable for {task}",
+    "summary": "a non-empty summary for {task}",
+    "knowledge": "an abnormal finding or a matched condition for {task}",
+}
+# text kind -> the model flag that reads it (emerge.VARIANTS)
+KIND_FLAGS = {"notes": "use_notes", "summary": "use_summary", "knowledge": "use_knowledge"}
 
 
 def text_presence(embeddings: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per stay (rows of ``embeddings/{task}.npz``): has a note chunk; has a summary written from knowledge."""
-    return {"notes": embeddings["notes_mask"].any(axis=1), "summary": embeddings["summary_has_knowledge"]}
+    """Per stay (rows of ``embeddings/{task}.npz``): has a note chunk; has an LLM summary, and a knowledge text,
+    written from findings (the fixed nothing-found sentence of either counts as no text)."""
+    return {"notes": embeddings["notes_mask"].any(axis=1), "summary": embeddings["summary_has_knowledge"],
+            "knowledge": embeddings["knowledge_has_findings"]}
 
 
 def text_coverage(presence: Mapping[str, np.ndarray]) -> dict:
@@ -38,7 +46,7 @@ def model_text_kinds(model: str) -> list[str]:
     from emerge_ehr.model.emerge import VARIANTS
 
     variant = VARIANTS.get(model, {})
-    return [kind for kind, flag in (("notes", "use_notes"), ("summary", "use_summary")) if variant.get(flag)]
+    return [kind for kind, flag in KIND_FLAGS.items() if variant.get(flag)]
 
 
 def skip_reason(model: str, presence: Mapping[str, np.ndarray], training: np.ndarray, task: str) -> str | None:
@@ -54,6 +62,8 @@ def skip_reason(model: str, presence: Mapping[str, np.ndarray], training: np.nda
     'no stay has a note usable for mortality'
     >>> skip_reason("ts_summary", presence, np.array([True, True, False]), "mortality") is None
     True
+    >>> skip_reason("emerge_knowledge", {**presence, "knowledge": np.zeros(3, bool)}, np.ones(3, bool), "mortality")
+    'no stay has an abnormal finding or a matched condition for mortality'
     """
     reasons = []
     for kind in model_text_kinds(model):

@@ -1,4 +1,5 @@
-"""Text tokens of each stay for the fusion model: note chunks usable for the task, and the LLM summary.
+"""Text tokens of each stay for the fusion model: note chunks usable for the task, the LLM summary, and the
+knowledge text (the retrieved knowledge written out without an LLM).
 
 Notes are split into chunks of words that fit the encoder; each stay keeps its most recent ``max_chunks``
 chunks (those closest to the prediction time). Arrays follow the cohort's row order, with masks marking
@@ -14,7 +15,8 @@ import polars as pl
 
 # The arrays of ``embeddings/{task}.npz``; the embed rule's params carry them, so that a change of the file's
 # contents reruns the job instead of leaving files that lack an array.
-EMBEDDING_ARRAYS = ("notes", "notes_mask", "summary", "summary_mask", "summary_has_knowledge")
+EMBEDDING_ARRAYS = ("notes", "notes_mask", "summary", "summary_mask", "summary_has_knowledge", "knowledge",
+                    "knowledge_mask", "knowledge_has_findings")
 
 
 def note_chunks(notes: pl.DataFrame, task: str, chunk_words: int, max_chunks: int) -> pl.DataFrame:
@@ -37,15 +39,34 @@ def note_chunks(notes: pl.DataFrame, task: str, chunk_words: int, max_chunks: in
     return pl.DataFrame(rows, schema={"stay_id": pl.Int64, "slot": pl.Int64, "text": pl.String}, orient="row")
 
 
+def stay_text_arrays(
+    stays: np.ndarray, texts: pl.DataFrame, vectors: np.ndarray, dimension: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One text per stay (``texts``: stay_id, status; rows of ``vectors``) in ``stays`` order: the vectors
+    (n, D), the mask (n,), and where the text was written from findings (status ``ok``, n,).
+
+    Status ``empty`` is the fixed sentence saying nothing was found: a token for the model (the mask), yet no
+    knowledge, so that a model reading that text alone is not trained on it (see ``text_coverage``).
+    """
+    row_of = {int(s): i for i, s in enumerate(stays)}
+    embedded = np.zeros((len(stays), dimension), dtype=np.float32)
+    mask = np.zeros(len(stays), dtype=bool)
+    from_findings = np.zeros(len(stays), dtype=bool)
+    for (stay_id, status), vector in zip(texts.select("stay_id", "status").iter_rows(), vectors):
+        embedded[row_of[stay_id]] = vector
+        mask[row_of[stay_id]] = True
+        from_findings[row_of[stay_id]] = status == "ok"
+    return embedded, mask, from_findings
+
+
 def text_arrays(
     stays: np.ndarray, chunks: pl.DataFrame, chunk_vectors: np.ndarray, summaries: pl.DataFrame,
-    summary_vectors: np.ndarray, max_chunks: int, dimension: int,
+    summary_vectors: np.ndarray, knowledge: pl.DataFrame, knowledge_vectors: np.ndarray, max_chunks: int,
+    dimension: int,
 ) -> dict[str, np.ndarray]:
-    """notes (n, K, D), notes_mask (n, K), summary (n, D), summary_mask (n,), summary_has_knowledge (n,).
-
-    Rows in ``stays`` order. ``summaries`` (stay_id, status) are those with a summary text. A summary with status
-    ``empty`` is the fixed sentence saying nothing was found: it is a token for the model (``summary_mask``), yet
-    no knowledge (``summary_has_knowledge``), so that a model reading summaries alone is not trained on it.
+    """The ``EMBEDDING_ARRAYS``, rows in ``stays`` order: notes (n, K, D) and notes_mask (n, K); for the LLM
+    summary and the knowledge text each (``summaries``, ``knowledge``: stay_id, status of the stays that have
+    one) the vectors (n, D), the mask and whether it was written from findings (n,), see ``stay_text_arrays``.
     """
     row_of = {int(s): i for i, s in enumerate(stays)}
     notes = np.zeros((len(stays), max_chunks, dimension), dtype=np.float32)
@@ -53,12 +74,9 @@ def text_arrays(
     for (stay_id, slot), vector in zip(chunks.select("stay_id", "slot").iter_rows(), chunk_vectors):
         notes[row_of[stay_id], slot] = vector
         notes_mask[row_of[stay_id], slot] = True
-    summary = np.zeros((len(stays), dimension), dtype=np.float32)
-    summary_mask = np.zeros(len(stays), dtype=bool)
-    summary_has_knowledge = np.zeros(len(stays), dtype=bool)
-    for (stay_id, status), vector in zip(summaries.select("stay_id", "status").iter_rows(), summary_vectors):
-        summary[row_of[stay_id]] = vector
-        summary_mask[row_of[stay_id]] = True
-        summary_has_knowledge[row_of[stay_id]] = status == "ok"  # written by the LLM from retrieved knowledge
-    return {"notes": notes, "notes_mask": notes_mask, "summary": summary, "summary_mask": summary_mask,
-            "summary_has_knowledge": summary_has_knowledge}
+    arrays = {"notes": notes, "notes_mask": notes_mask}
+    arrays["summary"], arrays["summary_mask"], arrays["summary_has_knowledge"] = stay_text_arrays(
+        stays, summaries, summary_vectors, dimension)
+    arrays["knowledge"], arrays["knowledge_mask"], arrays["knowledge_has_findings"] = stay_text_arrays(
+        stays, knowledge, knowledge_vectors, dimension)
+    return arrays

@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,22 @@ class TextEncoder:
         ids = self.model.tokenizer(texts, add_special_tokens=True, truncation=True,
                                    max_length=self.model.max_seq_length)["input_ids"]
         return np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(texts))
+
+
+def token_counter(model: str) -> tuple[Callable[[str], int], int]:
+    """A function counting a text's tokens as the encoder reads it (special tokens included, nothing cut), and
+    the most tokens the encoder reads: longer texts are cut there. Loaded on the CPU: counting needs no GPU."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(resolve_model(model), device="cpu")
+    tokenizer = encoder.tokenizer
+
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
+
+    return count_tokens, int(encoder.max_seq_length or tokenizer.model_max_length)
 
 
 def text_key(identity: str, text: str) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from emerge_ehr.data.synthetic.charting import chart_events, lab_events
-from emerge_ehr.data.synthetic.conditions import CONDITIONS
+from emerge_ehr.data.synthetic.conditions import CONDITIONS, NOTE_ONLY  # noqa: F401 (the generator's public facts)
 from emerge_ehr.data.synthetic.notes import note_texts
 from emerge_ehr.data.synthetic.population import Cohort, simulate_cohort
 from emerge_ehr.data.synthetic.vocabulary import DEFAULT_VARIABLES, load_vocabulary

@@ -66,6 +66,8 @@ CONDITIONS: tuple[Condition, ...] = (
               imaging="Diffuse bilateral airspace opacities in the setting of {x}; ETT in good position."),
 )
 COND_INDEX = {c.name: i for i, c in enumerate(CONDITIONS)}
+# Conditions that leave no trace in the charted variables: only the notes reveal them.
+NOTE_ONLY = tuple(c.name for c in CONDITIONS if not c.shifts)
 DKA_GIVEN_DM = 0.12  # diabetic ketoacidosis only occurs in diabetics
 
 # --------------------------------------------------------------------------------------------------
