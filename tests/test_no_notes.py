@@ -148,7 +148,7 @@ def test_skipped_models_carry_their_reason_into_metrics_and_tables(tmp_path):
     assert f"| mortality | note_only | - | - | skipped: {reason} | - | - | - | - |" in markdown
     assert "50.00 [50.00, 50.00]" not in markdown
     assert ("Stays with text (mortality): 0 of 200 (0.0 %) with a note usable for the task, 150 of 200 (75.0 %)"
-            " with a non-empty summary.") in markdown
+            " with a non-empty summary,") in markdown
     paper = paper_table(files, ["gru", "ts_summary", "note_only"], ["mortality"])
     assert paper.get_column("mortality_skipped").to_list() == [None, None, reason]
     paper_md = paper_markdown(paper, ["mortality"], "gru", 0.95)

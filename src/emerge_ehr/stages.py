@@ -197,8 +197,9 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
     presence = _text_presence(embeddings_path)
     coverage = text_coverage(presence) if presence else None
     if coverage:
-        log.info("%s text: of %d stays, %d have a usable note, %d a non-empty summary", task, coverage["stays"],
-                 coverage["notes"]["stays"], coverage["summary"]["stays"])
+        log.info("%s text: of %d stays, %d have a usable note, %d a non-empty summary, %d a knowledge text of findings",
+                 task, coverage["stays"], coverage["notes"]["stays"], coverage["summary"]["stays"],
+                 coverage["knowledge"]["stays"])
     training = (splits == "train") & ~np.isnan(labels)
     reason = skip_reason(settings["model"], presence, training, task)
     if reason:

@@ -113,6 +113,7 @@ COMPARISON_SCHEMA = {
     "task": pl.String, "model": pl.String, "seeds": pl.Int64, "folds": pl.Int64, "skipped": pl.String,
     "test_stays": pl.Int64,
     "prevalence": pl.Float64, "cohort_stays": pl.Int64, "stays_with_note": pl.Int64, "stays_with_summary": pl.Int64,
+    "stays_with_knowledge": pl.Int64,
 } | {f"{name}{suffix}": pl.Float64 for name in METRICS for suffix in ("", "_ci_low", "_ci_high")}
 
 
@@ -130,7 +131,8 @@ def comparison_table(metric_files: list[str | Path]) -> pl.DataFrame:
                "folds": result.get("folds", 1), "skipped": result.get("skipped"), "test_stays": result.get("test_stays"),
                "prevalence": result.get("prevalence"), "cohort_stays": text.get("stays"),
                "stays_with_note": text.get("notes", {}).get("stays"),
-               "stays_with_summary": text.get("summary", {}).get("stays")}
+               "stays_with_summary": text.get("summary", {}).get("stays"),
+               "stays_with_knowledge": text.get("knowledge", {}).get("stays")}
         for name in METRICS:
             m = result.get("metrics", {}).get(name, {})
             row |= {name: m.get("value"), f"{name}_ci_low": m.get("ci_low"), f"{name}_ci_high": m.get("ci_high")}
@@ -159,7 +161,8 @@ def _text_lines(table: pl.DataFrame) -> list[str]:
     counted = table.filter(pl.col("cohort_stays").is_not_null()).unique("task", keep="first", maintain_order=True)
     return [
         f"Stays with text ({row['task']}): {_share(row['stays_with_note'], row['cohort_stays'])} with a note usable"
-        f" for the task, {_share(row['stays_with_summary'], row['cohort_stays'])} with a non-empty summary."
+        f" for the task, {_share(row['stays_with_summary'], row['cohort_stays'])} with a non-empty summary,"
+        f" {_share(row['stays_with_knowledge'] or 0, row['cohort_stays'])} with a knowledge text of findings."
         for row in counted.iter_rows(named=True)
     ]
 
