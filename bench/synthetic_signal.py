@@ -1,20 +1,26 @@
-"""How much can text add on a synthetic cohort, and how much of it do the embeddings carry?
+"""Where does the planted signal go? A per-stage probe report on a synthetic run.
 
-The generator plants conditions that leave no trace in the time series (metastatic cancer, cirrhosis, acute
-kidney injury) and writes what it planted per stay to ``ground_truth.parquet``. After a run of
-``config/synthetic-check.yaml`` this prints, per task:
+The generator plants conditions that leave no trace in the charted variables (``NOTE_ONLY``: metastatic
+cancer, cirrhosis, acute kidney injury) with known effects on the outcomes, and records per stay what it
+planted and which of its own conditions the notes mention (``ground_truth.parquet``). After a run of
+``config/evidence.yaml`` (or ``config/synthetic-check.yaml``) this follows each planted condition through the
+pipeline, as a share of the stays planted with it:
 
-- the oracle: the GRU's test predictions with the true log-odds effects of the planted note-only conditions
-  added (no fitting), and its paired-bootstrap gain over the GRU: the most any text model could add;
-- probes: how well a logistic regression on the mean note-chunk embedding, or on the summary embedding,
-  recovers each planted condition (test AUROC), i.e. whether the text representation carries the signal.
+    planted -> mentioned in the notes -> entity found (affirmed) -> node aligned -> in the retrieved context
+    -> in the knowledge text -> recoverable from the text embeddings (probe AUROC) -> model gain
 
-    .venv/bin/python bench/synthetic_signal.py [--dataset check]
+so that a loss shows at one stage. The probes are logistic regressions on one embedding, scored by 5-fold
+cross-validated AUROC over the labelled stays. The model gains are the paired-bootstrap AUPRC differences from
+the reference model in ``metrics/{task}/{model}.json`` (pooled out of fold where the run has folds).
+Retrieval, knowledge and embeddings are fold-specific with folds; the report reads fold 0's.
+
+    .venv/bin/python bench/synthetic_signal.py --dataset evidence [--workdir .] [--out probe_report.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,56 +30,111 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from emerge_ehr.data.synthetic import CONDITIONS  # noqa: E402
-from emerge_ehr.evaluate.metrics import auprc, auroc, bootstrap_indices, paired_difference  # noqa: E402
+from emerge_ehr.data.synthetic import CONDITIONS, NOTE_ONLY  # noqa: E402
+from emerge_ehr.evaluate.metrics import auroc  # noqa: E402
 
-NOTE_ONLY = ("metastatic cancer", "cirrhosis", "acute kidney injury")
+FORMS = {c.name: tuple(form.lower() for form in c.forms) for c in CONDITIONS}
 
 
-def seed_mean(paths: list[Path]) -> pl.DataFrame:
-    return pl.concat([pl.read_parquet(p) for p in paths]).group_by("stay_id").agg(pl.col("probability").mean())
+def names_condition(name: str, condition: str) -> bool:
+    """Whether a string (entity or node name) names the condition: one of its surface forms is a whole-word
+    part of it, or it is a part of a form ("cirrhosis" in "liver cirrhosis").
+
+    >>> names_condition("Hepatic cirrhosis", "cirrhosis"), names_condition("renal failure", "cirrhosis")
+    (True, False)
+    """
+    text = f" {name.lower()} "
+    return any(f" {form} " in text or f" {text.strip()} " in f" {form} " for form in FORMS[condition])
+
+
+def stays_naming(frame: pl.DataFrame, column: str, condition: str) -> set[int]:
+    """Stay ids whose ``column`` (a string, or a list of strings) names the condition."""
+    values = frame.select("stay_id", column)
+    if values.schema[column] == pl.List(pl.String):
+        values = values.explode(column)
+    return {s for s, v in values.drop_nulls().iter_rows() if names_condition(v, condition)}
+
+
+def probe_auroc(features: np.ndarray, target: np.ndarray) -> float:
+    """5-fold cross-validated AUROC of a logistic regression recovering ``target`` from ``features``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    if target.min() == target.max():
+        return float("nan")
+    scores = cross_val_predict(LogisticRegression(max_iter=2000), features, target, cv=5, method="predict_proba")
+    return auroc(target, scores[:, 1])
+
+
+def gain(metrics_dir: Path, task: str, model: str) -> str:
+    path = metrics_dir / task / f"{model}.json"
+    if not path.exists():
+        return "-"
+    result = json.loads(path.read_text())
+    d = (result.get("versus_reference") or {}).get("metrics", {}).get("auprc")
+    return f"{100 * d['difference']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]" if d else "-"
+
+
+def report(workdir: Path, dataset: str) -> str:
+    results = workdir / "results" / dataset
+    fitted = results / "folds" / "fold0" if (results / "folds").exists() else results
+    truth = pl.read_parquet(workdir / "resources" / "synthetic" / dataset / "ground_truth.parquet")
+    cohort = pl.read_parquet(results / "cohort.parquet").with_row_index("row")
+    stays = cohort.join(truth.select("stay_id", "conditions", "mentions"), on="stay_id", how="left")
+    entities = pl.read_parquet(results / "entities.parquet").filter(~pl.col("negated") & ~pl.col("family"))
+    aligned = pl.read_parquet(fitted / "aligned.parquet").filter(pl.col("accepted"))
+    entity_nodes = entities.join(aligned.select("entity", "node_name"), on="entity", how="inner")
+    context = pl.read_parquet(fitted / "context.parquet")
+    knowledge = pl.read_parquet(fitted / "knowledge.parquet") if (fitted / "knowledge.parquet").exists() else None
+    lines = []
+    for task in ("mortality", "readmission"):
+        if not (fitted / "embeddings" / f"{task}.npz").exists():
+            continue  # a run of one task
+        labelled = stays.filter(pl.col(task).is_not_null())
+        rows = labelled.get_column("row").to_numpy()
+        task_context = context.filter(pl.col("task") == task)
+        with np.load(fitted / "embeddings" / f"{task}.npz") as text:
+            mask = text["notes_mask"][rows]
+            mean_chunk = (text["notes"][rows] * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
+            embeddings = {"note chunks": mean_chunk,
+                          "LLM summary": text["summary"][rows] if text["summary_mask"][rows].any() else None,
+                          "knowledge text": text["knowledge"][rows] if text["knowledge_mask"][rows].any() else None}
+        header = ["condition", "planted", "mentioned in notes", "entity found", "node aligned", "in context",
+                  "in knowledge text"] + [f"probe: {name}" for name, e in embeddings.items() if e is not None]
+        lines += [f"\n**{task}** ({labelled.height} labelled stays)\n", "| " + " | ".join(header) + " |",
+                  "|" + "---|" * len(header)]
+        for condition in NOTE_ONLY:
+            planted = labelled.filter(pl.col("conditions").list.contains(condition))
+            ids = set(planted.get_column("stay_id"))
+            mentioned = {s for s, m in planted.select("stay_id", "mentions").iter_rows()
+                         if any(names_condition(x, condition) for x in m)}
+            stages = [mentioned, stays_naming(entities, "entity", condition),
+                      stays_naming(entity_nodes, "node_name", condition),
+                      stays_naming(task_context, "node_names", condition)]
+            if knowledge is not None:
+                stages.append(stays_naming(knowledge.filter(pl.col("task") == task), "text", condition))
+            cells = [condition, f"{len(ids)} ({len(ids) / labelled.height:.1%})"]
+            cells += [f"{len(ids & found) / max(len(ids), 1):.0%}" for found in stages]
+            cells += ["-"] * (7 - len(cells))
+            target = labelled.get_column("conditions").list.contains(condition).to_numpy().astype(float)
+            cells += [f"{probe_auroc(e, target):.3f}" for e in embeddings.values() if e is not None]
+            lines.append("| " + " | ".join(cells) + " |")
+        models = ("oracle", "note_only", "knowledge_only", "ts_note", "ts_knowledge", "emerge_knowledge", "emerge")
+        gains = [f"{m} {g}" for m in models if (g := gain(results / "metrics", task, m)) != "-"]
+        lines.append(f"\nAUPRC gain over the reference (x100, paired 95 % CI): {'; '.join(gains) or 'none'}")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="check")
+    parser.add_argument("--dataset", default="evidence")
     parser.add_argument("--workdir", default=".", help="where the run's results/ and resources/ are")
+    parser.add_argument("--out", help="also write the report to this Markdown file")
     args = parser.parse_args(argv)
-    from sklearn.linear_model import LogisticRegression
-
-    results = Path(args.workdir) / "results" / args.dataset
-    truth = pl.read_parquet(Path(args.workdir) / "resources" / "synthetic" / args.dataset / "ground_truth.parquet")
-    cohort = pl.read_parquet(results / "cohort.parquet").with_row_index("row")
-    stays = cohort.join(truth.select("stay_id", "conditions"), on="stay_id", how="left").with_columns(
-        [pl.col("conditions").list.contains(name).alias(name) for name in NOTE_ONLY])
-    for task in ("mortality", "readmission"):
-        labelled = stays.filter(pl.col(task).is_not_null())
-        gru = seed_mean(sorted((results / "models" / task / "gru").glob("seed*/predictions.parquet")))
-        test = labelled.join(gru, on="stay_id").filter(pl.col("split") == "test")
-        y = test.get_column(task).cast(pl.Float64).to_numpy()
-        p = test.get_column("probability").to_numpy()
-        flags = test.select(NOTE_ONLY).to_numpy().astype(float)
-        effects = np.array([getattr(next(c for c in CONDITIONS if c.name == n), task) for n in NOTE_ONLY])
-        oracle = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + flags @ effects)))
-        gain = paired_difference(y, [oracle], [p], bootstrap_indices(len(y), 1000, 0))
-        print(f"{task}: {len(y)} test stays, {int(y.sum())} positives; planted note-only conditions in "
-              f"{', '.join(f'{n} {m:.1%}' for n, m in zip(NOTE_ONLY, flags.mean(0)))}")
-        for metric, score in (("auroc", auroc), ("auprc", auprc)):
-            g = gain[metric]
-            print(f"  {metric}: GRU {100 * score(y, p):.2f}, oracle {100 * score(y, oracle):.2f}, gain "
-                  f"{100 * g['difference']:+.2f} [{100 * g['ci_low']:+.2f}, {100 * g['ci_high']:+.2f}]")
-        with np.load(results / "embeddings" / f"{task}.npz") as text:
-            rows = labelled.get_column("row").to_numpy()
-            notes, mask, summary = text["notes"][rows], text["notes_mask"][rows], text["summary"][rows]
-        mean_notes = (notes * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
-        split = labelled.get_column("split").to_numpy()
-        planted = labelled.select(NOTE_ONLY).to_numpy().astype(float)
-        for j, name in enumerate(NOTE_ONLY):
-            scores = []
-            for features in (mean_notes, summary):
-                probe = LogisticRegression(max_iter=2000).fit(features[split == "train"], planted[split == "train", j])
-                scores.append(auroc(planted[split == "test", j], probe.predict_proba(features[split == "test"])[:, 1]))
-            print(f"  probe AUROC for {name}: note chunks {scores[0]:.3f}, summary {scores[1]:.3f}")
+    text = report(Path(args.workdir), args.dataset)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":
