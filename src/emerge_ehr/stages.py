@@ -237,17 +237,18 @@ def evaluate(prediction_files: list, task: str, model: str, resamples: int, leve
         log.info("%s %s: %s", task, model, {k: round(v["value"], 4) for k, v in result["metrics"].items()})
 
 
-def oracle(reference_predictions: str, truth_path: str, task: str, predictions_out: str, summary_out: str) -> None:
+def oracle(reference_predictions: str, reference_model: str, truth_path: str, task: str, predictions_out: str,
+           summary_out: str) -> None:
     """The oracle line of a synthetic dataset: the reference model's predictions plus the planted effects."""
     from emerge_ehr.evaluate.oracle import oracle_predictions
     from emerge_ehr.evaluate.report import run_summary
 
     reference = pl.read_parquet(reference_predictions)
     write_parquet_atomically(oracle_predictions(reference, pl.read_parquet(truth_path), task), predictions_out)
-    base = run_summary(reference_predictions)
-    _write_json({"oracle_of": base["settings"]["model"], "train_stays": base["train_stays"],
-                 "train_fraction": base.get("train_fraction", 1.0), "settings": base["settings"]}, summary_out)
-    log.info("oracle for %s: %s predictions with the planted note-only effects", task, base["settings"]["model"])
+    base = run_summary(reference_predictions)  # a neural or a classic model's summary: only these keys are shared
+    _write_json({"oracle_of": reference_model, "train_stays": base["train_stays"],
+                 "train_fraction": base.get("train_fraction", 1.0)}, summary_out)
+    log.info("oracle for %s: %s predictions with the planted note-only effects", task, reference_model)
 
 
 def metrics_table(metric_files: list[str], models: list[str], tasks: list[str], reference: str | None, level: float,

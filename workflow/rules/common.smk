@@ -143,6 +143,8 @@ if "oracle" in config["models"] and (REFERENCE is None or any(
         entry["kind"] != "synthetic" for entry in config["datasets"].values())):
     raise ValueError("models: 'oracle' needs synthetic datasets only (their ground truth) and an"
                      " evaluate.reference_model whose predictions it adds the planted effects to")
+if "oracle" in config["scarcity"]["models"]:
+    raise ValueError("scarcity.models: 'oracle' is not trained, so it has no runs on shares of the training split")
 
 
 def reference_runs(wildcards):

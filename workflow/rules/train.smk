@@ -43,6 +43,8 @@ rule oracle:
     output:
         predictions="results/{dataset}/models/{task}/oracle/seed{seed}/predictions.parquet",
         summary="results/{dataset}/models/{task}/oracle/seed{seed}/summary.json",
+    params:
+        reference=REFERENCE,
     conda:
         "../../envs/data.yaml"
     log:

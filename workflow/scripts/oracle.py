@@ -10,6 +10,7 @@ from emerge_ehr import stages  # noqa: E402
 
 stages.oracle(
     snakemake.input.reference,
+    snakemake.params.reference,
     snakemake.input.truth,
     snakemake.wildcards.task,
     snakemake.output.predictions,
