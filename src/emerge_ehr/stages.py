@@ -135,10 +135,10 @@ def build_timeseries(
     log.info("features: %s, %d charted stay-hours", features.shape, hourly.height)
 
 
-def stay_notes(notes_path: str, cohort_path: str, hours: int, out: str | Path) -> None:
+def stay_notes(notes_path: str, cohort_path: str, hours: int, readmission_definition: str, out: str | Path) -> None:
     """The notes of the cohort's stays; the log says how many source notes were dropped and why (no text)."""
     notes, cohort = _scan(notes_path), _scan(cohort_path)
-    frame = notes_lib.stay_notes(notes, cohort, hours).collect()
+    frame = notes_lib.stay_notes(notes, cohort, hours, readmission_definition).collect()
     write_parquet_atomically(frame, out)
     fates = dict(notes_lib.note_fates(notes, cohort, frame.lazy()).collect().rows())
     log.info("notes: %d source notes: %s", sum(fates.values()), fates)

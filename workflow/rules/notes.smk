@@ -9,6 +9,7 @@ rule notes:
         "results/{dataset}/notes.parquet",
     params:
         hours=config["timeseries"]["hours"],
+        readmission_definition=config["cohort"]["readmission"]["definition"],
     conda:
         "../../envs/data.yaml"
     log:

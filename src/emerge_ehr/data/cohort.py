@@ -101,6 +101,31 @@ def cohort_flow(stays: pl.LazyFrame, with_events: pl.LazyFrame, settings: Cohort
     return [{"step": name, "stays": frame.select(pl.len()).collect().item()} for name, frame in steps]
 
 
+def prediction_time(task: str, hours: float, readmission_definition: str) -> pl.Expr:
+    """When a task's prediction is made, from a cohort row: nothing charted later may reach its model.
+
+    Mortality: ICU admission + ``hours`` (the end of the series window). Readmission: where its label's window
+    starts, so that nothing the window counts is known yet: the ICU out-time under the ``icu`` definition (a
+    later ward stay, its notes, a death in hospital all count toward the label), hospital discharge under the
+    ``hospital`` definition.
+
+    >>> import datetime as dt
+    >>> stay = pl.DataFrame({"intime": [dt.datetime(2150, 1, 1)], "outtime": [dt.datetime(2150, 1, 4)],
+    ...                      "dischtime": [dt.datetime(2150, 1, 9)]})
+    >>> [stay.select(prediction_time(t, 48, d)).item().day for t, d in
+    ...  (("mortality", "icu"), ("readmission", "icu"), ("readmission", "hospital"))]
+    [3, 4, 9]
+    """
+    if task == "mortality":
+        return pl.col("intime") + pl.duration(seconds=int(hours * 3600))
+    if task != "readmission":
+        raise InputError(f"no prediction time for task {task!r}: tasks are mortality and readmission")
+    if readmission_definition not in READMISSION_DEFINITIONS:
+        raise InputError(f"cohort.readmission.definition must be one of {READMISSION_DEFINITIONS}, "
+                         f"not {readmission_definition!r}")
+    return pl.col("outtime") if readmission_definition == "icu" else pl.col("dischtime")
+
+
 def mortality_label() -> pl.Expr:
     """In-hospital death: the admission's expire flag, or a death time recorded in the admission."""
     return (

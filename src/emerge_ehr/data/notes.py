@@ -1,14 +1,18 @@
 """Clinical notes of each cohort stay, flagged by the prediction windows of the tasks.
 
-Only notes charted before a task's prediction time may be used for that task: mortality is predicted
-at ICU admission + ``hours``; readmission at hospital discharge. Using discharge summaries for
-mortality would leak the outcome. Notes charted in the hospital admission before ICU admission (emergency
-department, ward) precede both prediction times, so they are usable for both tasks.
+Only notes charted before a task's prediction time (``cohort.prediction_time``) may be used for that task:
+mortality is predicted at ICU admission + ``hours``; readmission at ICU discharge (``icu`` definition) or
+hospital discharge (``hospital``). Using discharge summaries for mortality would leak the outcome, and so would
+a discharge summary saying "Expired" for an ICU readmission label that counts deaths after the ICU. Notes
+charted in the hospital admission before ICU admission (emergency department, ward) precede both prediction
+times, so they are usable for both tasks.
 """
 
 from __future__ import annotations
 
 import polars as pl
+
+from emerge_ehr.data.cohort import prediction_time
 
 NOTE_SCHEMA = {
     "stay_id": pl.Int64,
@@ -31,7 +35,7 @@ OUTSIDE_ADMISSIONS = "no admission id, outside cohort admissions"
 OTHER_ADMISSION = "admission not in cohort"
 
 
-def stay_notes(notes: pl.LazyFrame, cohort: pl.LazyFrame, hours: int) -> pl.LazyFrame:
+def stay_notes(notes: pl.LazyFrame, cohort: pl.LazyFrame, hours: int, readmission_definition: str) -> pl.LazyFrame:
     """Notes of each stay's admission, with one Boolean column per task: usable for that task.
 
     Notes are matched to the stay by admission id, or, where a note has none, by patient and time: the
@@ -40,17 +44,21 @@ def stay_notes(notes: pl.LazyFrame, cohort: pl.LazyFrame, hours: int) -> pl.Lazy
 
     >>> import datetime as dt
     >>> cohort = pl.LazyFrame({"stay_id": [1], "subject_id": [5], "hadm_id": [10],
-    ...     "intime": [dt.datetime(2150, 1, 1)], "admittime": [dt.datetime(2150, 1, 1)],
-    ...     "dischtime": [dt.datetime(2150, 1, 9)]})
-    >>> notes = pl.LazyFrame({"note_id": ["a", "b", "c"], "subject_id": [5, 5, 5], "hadm_id": [10, 10, 10],
-    ...     "charttime": [dt.datetime(2150, 1, 2), dt.datetime(2150, 1, 3, 1), dt.datetime(2150, 1, 10)],
-    ...     "category": ["Radiology", "Radiology", "Discharge summary"], "text": ["x", "y", "z"]})
-    >>> stay_notes(notes, cohort, 48).select("note_id", "mortality", "readmission").collect().rows()
-    [('a', True, True), ('b', False, True), ('c', False, False)]
+    ...     "intime": [dt.datetime(2150, 1, 1)], "outtime": [dt.datetime(2150, 1, 5)],
+    ...     "admittime": [dt.datetime(2150, 1, 1)], "dischtime": [dt.datetime(2150, 1, 9)]})
+    >>> notes = pl.LazyFrame({"note_id": ["a", "b", "c", "d"], "subject_id": [5] * 4, "hadm_id": [10] * 4,
+    ...     "charttime": [dt.datetime(2150, 1, 2), dt.datetime(2150, 1, 3, 1), dt.datetime(2150, 1, 6),
+    ...                   dt.datetime(2150, 1, 9)],
+    ...     "category": ["Radiology", "Radiology", "Radiology", "Discharge summary"], "text": ["w", "x", "y", "z"]})
+    >>> stay_notes(notes, cohort, 48, "icu").select("note_id", "mortality", "readmission").collect().rows()
+    [('a', True, True), ('b', False, True), ('c', False, False), ('d', False, False)]
+    >>> stay_notes(notes, cohort, 48, "hospital").select("readmission").collect().to_series().to_list()
+    [True, True, True, True]
     """
-    cutoff = pl.col("intime") + pl.duration(hours=hours)
+    mortality_time = prediction_time("mortality", hours, readmission_definition)
+    readmission_time = prediction_time("readmission", hours, readmission_definition)
     with_text = notes.filter(HAS_TEXT)
-    stays = cohort.select("stay_id", "subject_id", "hadm_id", "intime", "admittime", "dischtime")
+    stays = cohort.select("stay_id", "subject_id", "hadm_id", "intime", "outtime", "admittime", "dischtime")
     by_admission = with_text.filter(pl.col("hadm_id").is_not_null()).join(
         stays.drop("subject_id"), on="hadm_id", how="inner"
     )
@@ -61,13 +69,13 @@ def stay_notes(notes: pl.LazyFrame, cohort: pl.LazyFrame, hours: int) -> pl.Lazy
         .join(stays, on="subject_id", how="inner")
         .filter(pl.col("charttime").is_between(pl.col("admittime"), pl.col("dischtime")))
     )
-    columns = ["stay_id", "note_id", "charttime", "category", "text", "intime", "dischtime"]
+    columns = ["stay_id", "note_id", "charttime", "category", "text", "intime", "outtime", "dischtime"]
     return (
         pl.concat([by_admission.select(columns), by_time.select(columns)])
         .with_columns(
             hours_from_intime=(pl.col("charttime") - pl.col("intime")).dt.total_seconds() / 3600.0,
-            mortality=(pl.col("charttime") < cutoff).fill_null(False),
-            readmission=(pl.col("charttime") <= pl.col("dischtime")).fill_null(False),
+            mortality=(pl.col("charttime") < mortality_time).fill_null(False),
+            readmission=(pl.col("charttime") <= readmission_time).fill_null(False),
         )
         .select(list(NOTE_SCHEMA))
         .cast(NOTE_SCHEMA)
