@@ -36,6 +36,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/scarcity.smk"
 include: "workflow/rules/folds.smk"
+include: "workflow/rules/meds.smk"
 
 
 rule all:

@@ -1,6 +1,7 @@
 """Input functions and helpers shared by the stage rules."""
 
 from emerge_ehr.data.tables import TABLES, source_files
+from emerge_ehr.meds.export import SPLITS as MEDS_SPLIT_NAMES
 from emerge_ehr.text.embed import EMBEDDING_ARRAYS
 
 SOURCE_TABLES = tuple(TABLES)
@@ -268,6 +269,29 @@ def train_inputs(wildcards):
     return inputs
 
 
+MEDS_SPLITS = list(MEDS_SPLIT_NAMES.values())
+
+
+def meds_export_enabled(name):
+    """`meds.export`: `auto` exports the real datasets (MIMIC-III, MIMIC-IV) only."""
+    setting = config["meds"]["export"]
+    return setting == "always" or (setting == "auto" and dataset_config(name)["kind"] != "synthetic")
+
+
+def meds_run(wildcards):
+    """One seed's run of a model: its predictions file, or with folds one file per fold (pooled out of fold)."""
+    base = f"results/{wildcards.dataset}/{{prefix}}models/{wildcards.task}/{wildcards.model}"
+    return seed_runs(base, [wildcards.seed])[0]
+
+
+def meds_targets(name):
+    """The MEDS dataset, each task's labels and each model's predictions per seed."""
+    root = f"results/{name}/meds"
+    return [f"{root}/metadata/dataset.json"] + [f"{root}/labels/{task}.parquet" for task in config["tasks"]] + [
+        f"{root}/predictions/{task}/{model}/seed{seed}.parquet"
+        for task in config["tasks"] for model in config["models"] for seed in config["train"]["seeds"]]
+
+
 def all_targets():
     targets = []
     for name in config["datasets"]:
@@ -285,4 +309,6 @@ def all_targets():
             targets += [f"results/{name}/plots/{task}/scarcity.png" for task in config["tasks"]]
         if dataset_config(name)["kind"] == "synthetic":
             targets.append(f"results/{name}/entity_quality.md")
+        if meds_export_enabled(name):
+            targets += meds_targets(name)
     return targets
