@@ -50,9 +50,18 @@ def synthesize(
              header_case, time.perf_counter() - started)
 
 
-def convert(root: str, layout: str, table: str, out: str | Path, notes_root: str | None = None) -> None:
+def convert(root: str, layout: str, table: str, out: str | Path, notes_root: str | None = None,
+            meds: dict | None = None) -> None:
+    """One canonical table: from a MIMIC layout, or (layout ``meds``) from a MEDS dataset, where ``meds`` holds
+    the dataset's ``variables`` map and ``note_codes`` (emerge_ehr.meds.reader)."""
     started = time.perf_counter()
-    tables.convert(root, layout, table, out, notes_root)
+    if layout == "meds":
+        from emerge_ehr.meds import reader
+
+        meds = meds or {}
+        reader.convert(root, table, out, meds.get("variables"), meds.get("note_codes"))
+    else:
+        tables.convert(root, layout, table, out, notes_root)
     log.info("table %s converted in %.1f s", table, time.perf_counter() - started)
 
 
@@ -84,13 +93,18 @@ def _cohort_kwargs(settings: dict) -> dict:
 
 
 def cohort(
-    patients: str, admissions: str, icustays: str, events_path: str, settings: dict, out: str | Path, meta_out: str | Path
+    patients: str, admissions: str, icustays: str, events_path: str, settings: dict, out: str | Path, meta_out: str | Path,
+    labels: dict | None = None, hours: int = 48,
 ) -> None:
+    """The cohort; ``labels`` (task -> MEDS label file or folder; `kind: meds`) replace the workflow's labels of the
+    stays they cover, matched by subject and the task's prediction time (``hours``: the series window)."""
     stays_with_events = _scan(events_path).select("stay_id").unique()
     table, meta = cohort_lib.build_cohort(
         _scan(icustays), _scan(admissions), _scan(patients), stays_with_events,
         cohort_lib.CohortSettings(**_cohort_kwargs(settings)),
     )
+    if labels:
+        table, meta = _given_labels(table, meta, labels, hours, settings["readmission_definition"])
     if table.height == 0:
         raise tables.InputError("the cohort is empty: no ICU stay meets the inclusion criteria (see the cohort flow in the log)")
     write_parquet_atomically(table, out)
@@ -98,6 +112,30 @@ def cohort(
     for step in meta["flow"]:
         log.info("cohort flow: %-40s %d", step["step"], step["stays"])
     log.info("cohort: %d stays, %d patients, positives %s", meta["stays"], meta["patients"], meta["positives"])
+
+
+def _given_labels(table: pl.DataFrame, meta: dict, labels: dict, hours: int, definition: str) -> tuple[pl.DataFrame, dict]:
+    from emerge_ehr.meds import reader
+
+    meta["meds_labels"] = {}
+    for task, path in labels.items():
+        when = cohort_lib.prediction_time(task, hours, definition)
+        table, report = reader.apply_labels(table, reader.read_labels(path), task, when)
+        meta["meds_labels"][task] = {"path": str(path)} | report
+        log.info("MEDS labels for %s (%s): %s", task, path, report)
+        if report["changed"]:
+            log.warning("MEDS labels for %s: %d of %d matched stays had another label in the workflow's own"
+                        " definition (%d positive -> negative, %d negative -> positive, %d not at risk); the given"
+                        " labels are used", task, report["changed"], report["matched"],
+                        report["positive_to_negative"], report["negative_to_positive"],
+                        report["not_at_risk_labelled"])
+        if report["labels_outside_cohort"]:
+            log.warning("MEDS labels for %s: %d of %d labels are for no cohort stay (other inclusion criteria, or"
+                        " another prediction time) and are not used", task, report["labels_outside_cohort"],
+                        report["rows"])
+    meta["positives"] = {task: int(table.get_column(task).sum() or 0) for task in ("mortality", "readmission")}
+    meta["not_at_risk"] = {task: table.get_column(task).null_count() for task in ("mortality", "readmission")}
+    return table, meta
 
 
 def fold_cohort(cohort_path: str, folds: int, fold: int, val_share: float, seed: int, out: str | Path) -> None:

@@ -63,7 +63,26 @@ def source_inputs(wildcards):
     if dataset_config(name)["kind"] == "synthetic":
         stems = TABLES[wildcards.table][layout].files
         return [f"{synthetic_root(name)}/{stem}.csv.gz" for stem in stems]
+    if layout == "meds":
+        from emerge_ehr.meds.reader import data_files
+
+        return [str(p) for p in data_files(dataset_root(name))] + [meds_input_settings(name)["variables"]]
     return [str(p) for p in source_files(dataset_root(name), layout, wildcards.table, notes_root(name))]
+
+
+def meds_input_settings(name):
+    """A `kind: meds` dataset's variable map and note codes (emerge_ehr.meds.reader); None for other kinds."""
+    entry = dataset_config(name)
+    if entry["kind"] != "meds":
+        return None
+    variables = entry.get("variables", "config/meds/mimic4_variables.yaml")
+    return {"variables": repo_path(variables), "note_codes": list(entry.get("note_codes", ["^NOTE//"]))}
+
+
+def meds_labels(name):
+    """A `kind: meds` dataset's given labels: task -> MEDS label file or folder (ACES's output); {} if none."""
+    entry = dataset_config(name)
+    return {task: repo_path(path) for task, path in entry.get("labels", {}).items()} if entry["kind"] == "meds" else {}
 
 
 def notes_root(name):

@@ -10,6 +10,7 @@ rule convert:
         root=lambda w: dataset_root(w.dataset),
         layout=lambda w: dataset_layout(w.dataset),
         notes_root=lambda w: notes_root(w.dataset),
+        meds=lambda w: meds_input_settings(w.dataset),
     threads: 2
     resources:
         mem_mb=8000,

@@ -16,4 +16,6 @@ stages.cohort(
     snakemake.params.settings,
     snakemake.output.cohort,
     snakemake.output.meta,
+    snakemake.params.labels,
+    snakemake.params.hours,
 )

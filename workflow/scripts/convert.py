@@ -1,4 +1,4 @@
-"""Snakemake adapter: convert one source table into canonical Parquet."""
+"""Snakemake adapter: convert one source table (or a MEDS dataset's events) into canonical Parquet."""
 import sys
 from pathlib import Path
 
@@ -9,5 +9,6 @@ start_job(snakemake.threads, snakemake.log[0])
 from emerge_ehr import stages  # noqa: E402
 
 stages.convert(
-    snakemake.params.root, snakemake.params.layout, snakemake.wildcards.table, snakemake.output[0], snakemake.params.notes_root
+    snakemake.params.root, snakemake.params.layout, snakemake.wildcards.table, snakemake.output[0],
+    snakemake.params.notes_root, snakemake.params.meds,
 )
