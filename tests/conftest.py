@@ -1,7 +1,9 @@
-"""Shared fixtures: paths to the repository and to the read-only reference data beside it."""
+"""Shared fixtures: paths to the repository and to the read-only reference data beside it; the MEDS tool
+environment and MEDS-Extract's output on the MIMIC-IV demo (session-scoped: one MEDS-Extract run per session)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -17,3 +19,28 @@ def mimic4_demo() -> Path:
     if not (MIMIC4_DEMO / "icu" / "icustays.csv.gz").exists():
         pytest.skip(f"MIMIC-IV demo not found at {MIMIC4_DEMO} (see ../shared/data/README.md)")
     return MIMIC4_DEMO
+
+
+@pytest.fixture(scope="session")
+def tool_venv() -> Path:
+    """.venv-meds (`make meds-tools`), or skip."""
+    from emerge_ehr.meds import tools
+
+    try:
+        return tools.tool_venv()
+    except tools.ToolError as err:
+        pytest.skip(f"MEDS tool environment not built ({err})")
+
+
+@pytest.fixture(scope="session")
+def demo_meds(tmp_path_factory, tool_venv) -> Path:
+    """MEDS-Extract's output on the MIMIC-IV demo (offline spec), made once per session, or skip."""
+    from emerge_ehr.meds import tools
+
+    if not (MIMIC4_DEMO / "icu" / "icustays.csv.gz").exists():
+        pytest.skip(f"MIMIC-IV demo not found at {MIMIC4_DEMO} (see ../shared/data/README.md)")
+    out = tmp_path_factory.mktemp("demo") / "meds"
+    started = time.perf_counter()
+    tools.meds_extract(MIMIC4_DEMO, out, dataset_key="demo", log=out.parent / "meds_extract.log")
+    print(f"MEDS-Extract on the demo: {time.perf_counter() - started:.1f} s")
+    return out

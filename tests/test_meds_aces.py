@@ -38,14 +38,6 @@ def H(hours: float) -> dt.datetime:
     return T0 + dt.timedelta(hours=hours)
 
 
-@pytest.fixture(scope="module")
-def tool_venv() -> Path:
-    try:
-        return tools.tool_venv()
-    except tools.ToolError as err:
-        pytest.skip(f"MEDS tool environment not built ({err})")
-
-
 # --- a hand-made MEDS dataset -------------------------------------------------------------------------------------
 
 
@@ -128,14 +120,6 @@ def write_tiny_meds(root: Path) -> Path:
     return root
 
 
-def read_labels(paths: list[Path]) -> pl.DataFrame:
-    """ACES's labels as MEDS labels: its all-null integer/float/categorical columns dropped, then validated."""
-    labels = pa.concat_tables([pq.read_table(p).select(["subject_id", "prediction_time", "boolean_value"])
-                               for p in paths])
-    meds.LabelSchema.validate(labels)
-    return pl.from_arrow(labels)
-
-
 def as_dict(labels: pl.DataFrame) -> dict:
     keys = zip(labels.get_column("subject_id").to_list(), labels.get_column("prediction_time").to_list())
     return dict(zip(keys, labels.get_column("boolean_value").to_list()))
@@ -143,8 +127,8 @@ def as_dict(labels: pl.DataFrame) -> dict:
 
 def test_task_configs_give_the_designed_labels_on_a_hand_made_dataset(tmp_path, tool_venv):
     root = write_tiny_meds(tmp_path / "meds")
-    mortality = read_labels(tools.aces_labels(MORTALITY, root, tmp_path / "labels"))
-    readmission = read_labels(tools.aces_labels(READMISSION, root, tmp_path / "labels"))
+    mortality = tools.read_aces_labels(tools.aces_labels(MORTALITY, root, tmp_path / "labels"))
+    readmission = tools.read_aces_labels(tools.aces_labels(READMISSION, root, tmp_path / "labels"))
     assert as_dict(mortality) == MORTALITY_EXPECTED
     assert as_dict(readmission) == READMISSION_EXPECTED
     assert mortality.height == mortality.unique(["subject_id", "prediction_time"]).height
@@ -182,19 +166,6 @@ def test_offline_extract_spec_is_up_to_date_with_mimic_iv_meds(tool_venv):
 # --- the MIMIC-IV demo: MEDS-Extract + ACES against the workflow's own cohort --------------------------------------
 
 
-@pytest.fixture(scope="module")
-def demo_meds(tmp_path_factory, tool_venv) -> Path:
-    from conftest import MIMIC4_DEMO
-
-    if not (MIMIC4_DEMO / "icu" / "icustays.csv.gz").exists():
-        pytest.skip(f"MIMIC-IV demo not found at {MIMIC4_DEMO} (see ../shared/data/README.md)")
-    out = tmp_path_factory.mktemp("demo") / "meds"
-    started = time.perf_counter()
-    tools.meds_extract(MIMIC4_DEMO, out, dataset_key="demo", log=out.parent / "meds_extract.log")
-    print(f"MEDS-Extract on the demo: {time.perf_counter() - started:.1f} s")
-    return out
-
-
 def workflow_cohort(root: Path, work: Path) -> tuple[pl.DataFrame, dict]:
     """The workflow's cohort for `kind: mimic4`, through its stage functions (convert, events, cohort)."""
     settings = {"min_age": 18, "min_hours": 48, "readmission_definition": "icu", "readmission_window_days": 30,
@@ -209,20 +180,6 @@ def workflow_cohort(root: Path, work: Path) -> tuple[pl.DataFrame, dict]:
     return pl.read_parquet(work / "cohort.parquet"), json.loads((work / "cohort.json").read_text())
 
 
-def meds_stays(root: Path) -> pl.DataFrame:
-    """ICU stays of a MEDS-Extract MIMIC-IV dataset: ICU_ADMISSION//unit paired with ICU_DISCHARGE//unit through
-    MEDS-Extract's icustay_id column."""
-    data = pl.scan_parquet(root / "data" / "*" / "*.parquet")
-    unit = pl.col("code").str.split("//").list.get(1)
-    admissions = (data.filter(pl.col("code").str.starts_with("ICU_ADMISSION//"))
-                  .select("subject_id", "hadm_id", pl.col("icustay_id").alias("stay_id"),
-                          pl.col("time").alias("intime"), unit.alias("first_careunit")))
-    discharges = (data.filter(pl.col("code").str.starts_with("ICU_DISCHARGE//"))
-                  .select(pl.col("icustay_id").alias("stay_id"), pl.col("time").alias("outtime"),
-                          unit.alias("last_careunit")))
-    return admissions.join(discharges, on="stay_id").collect()
-
-
 @pytest.mark.slow
 def test_meds_extract_and_aces_on_the_demo_reproduce_the_workflow_cohort(tmp_path, demo_meds):
     from conftest import MIMIC4_DEMO
@@ -230,23 +187,19 @@ def test_meds_extract_and_aces_on_the_demo_reproduce_the_workflow_cohort(tmp_pat
     for shard in (demo_meds / "data").rglob("*.parquet"):
         meds.DataSchema.validate(meds.DataSchema.align(pq.read_table(shard).select(meds.DataSchema.columns())))
     started = time.perf_counter()
-    mortality = read_labels(tools.aces_labels(MORTALITY, demo_meds, tmp_path / "labels"))
-    readmission = read_labels(tools.aces_labels(READMISSION, demo_meds, tmp_path / "labels"))
+    mortality = tools.read_aces_labels(tools.aces_labels(MORTALITY, demo_meds, tmp_path / "labels"))
+    readmission = tools.read_aces_labels(tools.aces_labels(READMISSION, demo_meds, tmp_path / "labels"))
     print(f"ACES, both tasks: {time.perf_counter() - started:.1f} s")
     cohort, meta = workflow_cohort(MIMIC4_DEMO, tmp_path / "workflow")
 
-    stays = meds_stays(demo_meds)
+    stays = tools.icu_stays(demo_meds)
     assert stays.height == 140
-    # ACES's rows, each tied to its ICU stay (mortality by intime + 48 h, readmission by the ICU out-time)
-    mortality = mortality.join(stays.with_columns(prediction_time=pl.col("intime") + pl.duration(hours=48)),
-                               on=["subject_id", "prediction_time"], how="left")
-    readmission = readmission.join(stays.rename({"outtime": "prediction_time"}),
-                                   on=["subject_id", "prediction_time"], how="left")
-    for labels in (mortality, readmission):
-        assert labels.get_column("stay_id").null_count() == 0 and labels.get_column("stay_id").is_unique().all()
+    # ACES's rows, each tied to its ICU stay (mortality by intime + 48 h, readmission by the ICU out-time; raises
+    # unless each row has exactly one stay)
+    mortality = tools.label_stays(mortality, stays, "mortality")
+    readmission = tools.label_stays(readmission, stays, "readmission")
     assert (mortality.height, readmission.height) == (62, 54)  # before the no-transfer filter
-    same_unit = pl.col("first_careunit") == pl.col("last_careunit")
-    mortality, readmission = mortality.filter(same_unit), readmission.filter(same_unit)
+    mortality, readmission = tools.no_transfer(mortality), tools.no_transfer(readmission)
 
     # the same stays, the same prediction times (the workflow's cohort.prediction_time), the same labels
     def ours(task: str) -> dict:

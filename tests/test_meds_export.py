@@ -1,5 +1,6 @@
 """The MEDS export: every file in the `meds` and meds-evaluation schemas (read back from disk), shards sorted,
-the cohort's stays, labels and predictions the same as the workflow's, meds-evaluation's AUROC equal to ours."""
+the cohort's stays, labels and predictions the same as the workflow's, meds-evaluation's AUROC equal to ours, and
+ACES's task configs (config/tasks/) on the export giving its labels."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from meds_evaluation.schema import PredictionSchema
 
 from emerge_ehr.data.tables import InputError
 from emerge_ehr.evaluate.metrics import auroc
+from emerge_ehr.meds import tools
 from emerge_ehr.meds.export import SPLITS, write_validated
 from emerge_ehr.meds.predictions import check_unique_keys, prediction_rows, write_predictions
 
@@ -129,6 +131,35 @@ def test_predictions_score_the_same_in_meds_evaluation(tiny_meds):
             tied = ((f32[pos][:, None] == f32[neg][None, :]) & (p64[pos][:, None] != p64[neg][None, :])).sum()
             metrics = json.loads((results / "metrics" / task / f"{model}.json").read_text())
             assert abs(metrics["metrics"]["auroc"]["value"] - theirs) <= 0.5 * tied / (pos.sum() * neg.sum()) + 1e-12
+
+
+@pytest.mark.slow
+def test_aces_task_configs_on_the_export_give_its_labels(tool_venv, tiny_meds, tmp_path):
+    """The loop closed: config/tasks/{task}.yaml run by ACES (.venv-meds) on the workflow's own export give exactly
+    its labels/{task}.parquet, once the no-transfer filter the MEDS-Extract round trip uses is applied."""
+    results, _ = tiny_meds
+    root = results / "meds"
+    # The configs' predicates are regex prefixes (^HOSPITAL_ADMISSION//, ^HOSPITAL_DISCHARGE//, ^ICU_ADMISSION//,
+    # ^ICU_DISCHARGE//) plus HOSPITAL_DISCHARGE//DIED and MEDS_DEATH exactly: the export's codes match them.
+    codes = set(pl.read_parquet(root / meds.code_metadata_filepath).get_column("code"))
+    assert {c for c in codes if c.startswith("HOSPITAL_")} == {
+        "HOSPITAL_ADMISSION//UNK//UNK", "HOSPITAL_DISCHARGE//DIED", "HOSPITAL_DISCHARGE//UNK"}
+    assert meds.death_code in codes
+    assert {c.split("//")[0] for c in codes if c.startswith("ICU_")} == {"ICU_ADMISSION", "ICU_DISCHARGE"}
+    stays = tools.icu_stays(root)
+    key = ["subject_id", "prediction_time"]
+    for task in TASKS:
+        config = tools.TASKS_DIR / f"{task}.yaml"
+        aces = tools.read_aces_labels(tools.aces_labels(config, root, tmp_path / "labels"))
+        kept = tools.no_transfer(tools.label_stays(aces, stays, task))
+        assert kept.height < aces.height, task  # the synthetic cohort has transfers: the filter is exercised
+        exported = pl.read_parquet(root / "labels" / f"{task}.parquet")
+        # No filter by the exported cohort is needed: the export holds only the cohort's subjects, and none of
+        # their other stays is left out of the cohort by age or by 'no chart data in the window' (criteria ACES
+        # cannot express) while meeting the configs' criteria. Should one ever be, filter `kept` by
+        # labels/{task}_stays.parquet and assert the rest is equal.
+        assert kept.select(*key, "boolean_value").sort(key).equals(exported.sort(key)), task
+        assert exported.get_column("boolean_value").any() and not exported.get_column("boolean_value").all(), task
 
 
 def test_export_is_part_of_the_default_target_where_configured(tmp_path):

@@ -28,7 +28,6 @@ from emerge_ehr.data.tables import InputError
 from emerge_ehr.meds import reader
 
 from conftest import VARIABLES_YAML
-from test_meds_aces import demo_meds, tool_venv  # noqa: F401  (module-scoped fixtures: one MEDS-Extract run)
 
 T0 = dt.datetime(2150, 1, 1, 8, 0)
 MICU = "Medical Intensive Care Unit (MICU)"

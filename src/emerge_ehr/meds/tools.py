@@ -3,6 +3,9 @@
 ACES (es-aces) and MEDS-Extract need polars<2 while the workflow pins polars 2.x, so they are installed apart,
 from requirements-meds.txt (``make meds-tools``), and run here as subprocesses. ``EMERGE_MEDS_VENV`` names another
 environment. Every failure raises :class:`ToolError` saying what is missing or what the tool printed last.
+Also here, run in the workflow's environment: ACES's labels read back as MEDS labels, and the task configs' one
+criterion that ACES cannot express, no care-unit transfer, applied to them (``icu_stays``, ``label_stays``,
+``no_transfer``).
 See docs/meds.md.
 """
 
@@ -12,12 +15,20 @@ import os
 import subprocess
 from pathlib import Path
 
+import meds
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 REPO = Path(__file__).resolve().parents[3]
 VENV_VARIABLE = "EMERGE_MEDS_VENV"
 DEFAULT_VENV = REPO / ".venv-meds"
 TASKS_DIR = REPO / "config" / "tasks"
 EXTRACT_SPEC = REPO / "config" / "meds" / "mimic4_extract_spec.yaml"
 TAIL_LINES = 30
+# Each task config's prediction time, from the ICU stay (config/tasks/*.yaml: the input window ends at ICU
+# admission + 48 h; readmission's index is the ICU out-time).
+PREDICTION_TIMES = {"mortality": pl.col("intime") + pl.duration(hours=48), "readmission": pl.col("outtime")}
 
 
 class ToolError(RuntimeError):
@@ -130,3 +141,60 @@ def aces_labels(
     if absent:
         raise ToolError(f"aces-cli ran but wrote no labels at {', '.join(absent)}")
     return outputs
+
+
+def read_aces_labels(paths: list[Path]) -> pl.DataFrame:
+    """ACES's labels (``aces_labels``' files) as MEDS labels: subject_id, prediction_time, boolean_value, validated
+    with ``meds.LabelSchema`` (ACES's all-null integer/float/categorical columns, which fail it, are dropped)."""
+    labels = pa.concat_tables([pq.read_table(p).select(["subject_id", "prediction_time", "boolean_value"])
+                               for p in paths])
+    meds.LabelSchema.validate(labels)
+    return pl.from_arrow(labels)
+
+
+def icu_stays(meds_root: str | Path) -> pl.DataFrame:
+    """The ICU stays of a MEDS dataset in MEDS-Extract's MIMIC-IV codes (MEDS-Extract's output, or this workflow's
+    export): ``ICU_ADMISSION//{unit}`` paired with ``ICU_DISCHARGE//{unit}`` through the ``icustay_id`` column.
+
+    Columns: subject_id, hadm_id, stay_id, intime, first_careunit, outtime, last_careunit.
+    """
+    data = pl.scan_parquet(Path(meds_root) / "data" / "*" / "*.parquet")
+    unit = pl.col("code").str.split("//").list.get(1)
+    admissions = (data.filter(pl.col("code").str.starts_with("ICU_ADMISSION//"))
+                  .select("subject_id", "hadm_id", pl.col("icustay_id").alias("stay_id"),
+                          pl.col("time").alias("intime"), unit.alias("first_careunit")))
+    discharges = (data.filter(pl.col("code").str.starts_with("ICU_DISCHARGE//"))
+                  .select(pl.col("icustay_id").alias("stay_id"), pl.col("time").alias("outtime"),
+                          unit.alias("last_careunit")))
+    return admissions.join(discharges, on="stay_id").collect()
+
+
+def label_stays(labels: pl.DataFrame, stays: pl.DataFrame, task: str) -> pl.DataFrame:
+    """ACES's rows of config/tasks/{task}.yaml, each with its ICU stay (``icu_stays``' columns), joined by the
+    prediction time the config gives it (``PREDICTION_TIMES``). Raises ValueError unless every row has exactly one
+    stay and no stay two rows.
+
+    >>> import datetime as dt
+    >>> t = dt.datetime(2150, 1, 1)
+    >>> stays = pl.DataFrame({"subject_id": [1, 1], "stay_id": [10, 11], "intime": [t, t + dt.timedelta(days=9)],
+    ...     "outtime": [t + dt.timedelta(days=3), t + dt.timedelta(days=12)], "first_careunit": ["MICU", "MICU"],
+    ...     "last_careunit": ["MICU", "SICU"]})
+    >>> labels = pl.DataFrame({"subject_id": [1, 1], "prediction_time": [t + dt.timedelta(hours=48),
+    ...     t + dt.timedelta(days=11)], "boolean_value": [False, True]})
+    >>> no_transfer(label_stays(labels, stays, "mortality")).select("stay_id", "boolean_value").rows()
+    [(10, False)]
+    """
+    if task not in PREDICTION_TIMES:
+        raise ValueError(f"no prediction time known for task {task!r}; known: {', '.join(PREDICTION_TIMES)}")
+    joined = labels.join(stays.with_columns(PREDICTION_TIMES[task].alias("prediction_time")),
+                         on=["subject_id", "prediction_time"], how="left")
+    unmatched = joined.filter(pl.col("stay_id").is_null()).height
+    if unmatched or joined.height != labels.height or joined.get_column("stay_id").is_duplicated().any():
+        raise ValueError(f"{task}: {unmatched} label row(s) match no ICU stay, or a row or stay matches twice")
+    return joined
+
+
+def no_transfer(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows (of ``label_stays``) whose ICU stay ended in the care unit it began in: the task configs' criterion
+    that ACES cannot express, a comparison between the text of two events (config/tasks/mortality.yaml)."""
+    return frame.filter(pl.col("first_careunit") == pl.col("last_careunit"))
