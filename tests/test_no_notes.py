@@ -164,7 +164,7 @@ def test_scarcity_and_plots_leave_skipped_runs_out(tmp_path):
     table = scarcity_table({"gru": {100: gru}, "emerge": {100: emerge}}, "mortality", 20, 0.95, 0)
     assert table.select("model", "skipped", "train_stays").rows() == [
         ("gru", None, 140.0), ("emerge", "no training stay has a note usable for mortality", 140.0)]
-    plot_scarcity(table, "mortality", tmp_path / "scarcity.png")
+    plot_scarcity(table, "mortality", "test split", tmp_path / "scarcity.png")
     plot_task("mortality", {"gru": gru, "emerge": emerge}, *(str(tmp_path / f"{n}.png") for n in ("roc", "pr", "cal")))
     assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("scarcity", "roc", "pr", "cal"))
 

@@ -304,8 +304,10 @@ def metrics_table(metric_files: list[str], models: list[str], tasks: list[str], 
 
 def scarcity(runs: dict[str, dict[int, list[str]]], task: str, resamples: int, level: float, seed: int,
              csv_out: str, plot_out: str) -> None:
+    from emerge_ehr.evaluate.report import curves_on
     from emerge_ehr.evaluate.scarcity import plot_scarcity, scarcity_table
 
     table = scarcity_table(runs, task, resamples, level, seed)
     table.write_csv(csv_out)
-    plot_scarcity(table, task, plot_out)
+    plot_scarcity(table, task, curves_on([run for by_percent in runs.values() for seeds in by_percent.values()
+                                          for run in seeds]), plot_out)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emerge_ehr.evaluate.report import Run, skipped_reason, test_rows
+from emerge_ehr.evaluate.report import Run, curves_on, skipped_reason, test_rows
 
 
 def _test_predictions(runs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
@@ -25,6 +25,7 @@ def plot_task(task: str, predictions: dict[str, list[Run]], roc_out: str, pr_out
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     figures = {name: plt.subplots(figsize=(5, 5)) for name in ("roc", "pr", "calibration")}
+    where = curves_on([run for runs in predictions.values() for run in runs])
     prevalence = None
     for model, paths in predictions.items():
         if skipped_reason(paths) is not None:  # nothing to draw; the metrics tables give the reason
@@ -47,7 +48,7 @@ def plot_task(task: str, predictions: dict[str, list[Run]], roc_out: str, pr_out
         figure, axes = figures[name]
         axes.set_xlabel(labels[name][0])
         axes.set_ylabel(labels[name][1])
-        axes.set_title(f"{task}: test split, mean over seeds")
+        axes.set_title(f"{task}: {where}, mean over seeds")
         axes.legend(fontsize=7, loc="best")
         figure.tight_layout()
         Path(out).parent.mkdir(parents=True, exist_ok=True)

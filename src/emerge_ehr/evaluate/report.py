@@ -20,6 +20,15 @@ def run_files(run: Run) -> list[Path]:
     return [Path(run)] if isinstance(run, (str, Path)) else [Path(path) for path in run]
 
 
+def curves_on(runs: list[Run]) -> str:
+    """A plot title's account of its predictions: the test split, or with folds the pooled out-of-fold ones.
+
+    >>> curves_on(["seed0.parquet"]), curves_on([["fold0.parquet", "fold1.parquet"]])
+    ('test split', 'pooled out of fold')
+    """
+    return "pooled out of fold" if any(len(run_files(run)) > 1 for run in runs) else "test split"
+
+
 def test_rows(run: Run) -> pl.DataFrame:
     """The test rows of one seed's predictions, by stay; with folds, the folds' test rows pooled (every stay
     is a test stay in exactly one fold, so each has one out-of-fold prediction)."""

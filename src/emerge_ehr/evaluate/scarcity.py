@@ -41,8 +41,9 @@ def scarcity_table(
     return pl.DataFrame(rows, schema=SCARCITY_SCHEMA)
 
 
-def plot_scarcity(table: pl.DataFrame, task: str, out: str | Path) -> None:
-    """AUROC and AUPRC against the share of training data, one line per model with its CI band."""
+def plot_scarcity(table: pl.DataFrame, task: str, where: str, out: str | Path) -> None:
+    """AUROC and AUPRC against the share of training data, one line per model with its CI band; ``where``:
+    what the points were computed on (``report.curves_on``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,7 +61,7 @@ def plot_scarcity(table: pl.DataFrame, task: str, out: str | Path) -> None:
     for ax, name in zip(axes, CURVE_METRICS):
         ax.set_xlabel("Share of the training split (%)")
         ax.set_ylabel(name.upper())
-        ax.set_title(f"{task}: {name.upper()} on the test split")
+        ax.set_title(f"{task}: {name.upper()}, {where}")
     axes[0].legend(fontsize=8)
     figure.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
