@@ -81,8 +81,9 @@ def run(workdir: Path, dataset: str, fold: int, out_dir: Path) -> str:
         context = pl.read_parquet(context_path)
         for task in tasks:
             npz = out_dir / f"{task}-{order}.npz"
-            knowledge.embed(str(results / "notes.parquet"), None, str(text_path), str(fitted / "cohort.parquet"),
-                            task, encoder, config["embed"]["chunk_words"], config["embed"]["max_chunks"],
+            knowledge.embed(str(results / "notes.parquet"), None, str(text_path), str(context_path),
+                            str(fitted / "cohort.parquet"), task, encoder, config["embed"]["chunk_words"],
+                            config["embed"]["max_chunks"], config["retrieve"]["max_nodes"],
                             str(workdir / config["cache_dir"]), str(npz))
             labelled = stays.filter(pl.col(task).is_not_null())
             rows = labelled.get_column("row").to_numpy()

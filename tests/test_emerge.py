@@ -11,15 +11,19 @@ from emerge_ehr.model.sequence import SEQUENCE_MODELS, build_model
 from emerge_ehr.model.train import TrainSettings, train
 
 
-def batch(n=3, k=4, d=16, with_notes=(True, False, True)):
+def batch(n=3, k=4, d=16, with_notes=(True, False, True), node_counts=(3, 0, 1), max_nodes=5):
     torch.manual_seed(0)
     notes_mask = torch.zeros(n, k, dtype=torch.bool)
     for i, has in enumerate(with_notes[:n]):
         notes_mask[i, : (2 if has else 0)] = True
+    nodes_mask = torch.zeros(n, max_nodes, dtype=torch.bool)
+    for i, count in enumerate(node_counts[:n]):
+        nodes_mask[i, :count] = True
     return {
         "series": torch.randn(n, 48, 61), "notes": torch.randn(n, k, d), "notes_mask": notes_mask,
         "summary": torch.randn(n, d), "summary_mask": torch.tensor([True, True, False][:n]),
         "knowledge": torch.randn(n, d), "knowledge_mask": torch.tensor([True, False, True][:n]),
+        "nodes": torch.randn(n, max_nodes, d), "nodes_mask": nodes_mask,
     }
 
 
@@ -45,6 +49,37 @@ def test_masked_text_slots_do_not_change_the_prediction():
     inputs["knowledge"][1] = 1e3  # stay 1 has no knowledge text
     inputs["summary"] = inputs["summary"] * 100  # a model reading the knowledge text ignores the summary
     torch.testing.assert_close(before, knowledge(**inputs))
+
+
+@pytest.mark.parametrize("name", ["ts_nodes", "emerge_nodes"])
+def test_node_models_read_one_token_per_node_and_ignore_masked_slots(name):
+    model = build_model(name, 61, 32, 0.0, text_dim=16, heads=4).eval()
+    assert model.text_type.num_embeddings == 4 and model.node_projection is not None
+    assert build_model("emerge", 61, 32, 0.0, text_dim=16, heads=4).text_type.num_embeddings == 3
+    inputs = batch()
+    text, mask = model.text_tokens(*(inputs[k] for k in ("notes", "notes_mask", "summary", "summary_mask",
+                                                         "knowledge", "knowledge_mask", "nodes", "nodes_mask")))
+    notes = 4 if name == "emerge_nodes" else 0
+    assert text.shape == (3, notes + 5, 32) and mask[:, notes:].tolist() == inputs["nodes_mask"].tolist()
+    before = model(**inputs)
+    assert before.shape == (3,) and torch.isfinite(before).all()
+    inputs["nodes"][1] = torch.randn_like(inputs["nodes"][1]) * 100  # stay 1 has no nodes: all slots masked
+    inputs["nodes"][0, 3:] = 1e3  # the empty slots of stays 0 and 2
+    inputs["nodes"][2, 1:] = -1e3
+    inputs["knowledge"], inputs["summary"] = inputs["knowledge"] * 100, inputs["summary"] * 100  # not read
+    torch.testing.assert_close(before, model(**inputs))
+    inputs["nodes"][0, 0] = inputs["nodes"][0, 0] + 1.0  # a node that is there changes the prediction
+    after = model(**inputs)
+    assert not torch.allclose(before[0], after[0]) and torch.allclose(before[1:], after[1:])
+
+
+def test_a_stay_without_nodes_is_predicted_as_one_without_node_slots():
+    """ts_nodes on a stay with no node tokens: whatever fills its masked slots, the same as a stay whose node
+    slots are all empty zeros (its text side is zero, the series alone decides)."""
+    model = build_model("ts_nodes", 61, 32, 0.0, text_dim=16, heads=4).eval()
+    inputs = batch(1, node_counts=(0,))
+    zeros = model(**(inputs | {"nodes": torch.zeros_like(inputs["nodes"])}))
+    torch.testing.assert_close(zeros, model(**(inputs | {"nodes": torch.randn_like(inputs["nodes"]) * 1e3})))
 
 
 def test_a_stay_without_any_text_is_predicted_from_its_series():
@@ -86,6 +121,25 @@ def test_emerge_training_is_deterministic_and_uses_the_text(tmp_path):
     a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
     b = train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")
     assert a["best_val_score"] == b["best_val_score"] and a["best_val_score"] > 0.8
+
+
+@pytest.mark.parametrize("name", ["ts_nodes", "emerge_nodes"])
+def test_node_models_train_and_read_the_node_tokens(tmp_path, name):
+    rng = np.random.default_rng(0)
+    n, d, slots = 240, 16, 4
+    y = rng.integers(0, 2, n).astype(float)
+    nodes_mask = np.arange(slots) < rng.integers(1, slots + 1, n)[:, None]  # 1 to 4 nodes, in the first slots
+    nodes = rng.normal(size=(n, slots, d)).astype(np.float32) * nodes_mask[..., None]
+    nodes[:, 0, 0] += 3.0 * y  # the label is planted in the first (highest-ranked) node only
+    inputs = {"series": rng.normal(size=(n, 48, 61)).astype(np.float32), "notes": np.zeros((n, 2, d), np.float32),
+              "notes_mask": np.zeros((n, 2), bool), "summary": rng.normal(size=(n, d)).astype(np.float32),
+              "summary_mask": np.ones(n, bool), "knowledge": rng.normal(size=(n, d)).astype(np.float32),
+              "knowledge_mask": np.ones(n, bool), "nodes": nodes, "nodes_mask": nodes_mask}
+    splits = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
+    settings = TrainSettings(model=name, hidden_size=16, max_epochs=8, patience=4, batch_size=32, device="cpu")
+    a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
+    assert a["best_val_score"] > 0.8
+    assert train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")["best_val_score"] == a["best_val_score"]
 
 
 @pytest.mark.parametrize("name", ["knowledge_only", "ts_knowledge", "emerge_knowledge"])

@@ -59,6 +59,7 @@ def test_knowledge_text_is_cut_at_whole_items_within_what_the_encoder_reads(coun
 
 
 def test_knowledge_texts_are_the_same_bytes_on_a_rerun_and_embedded_once(tmp_path, caplog):
+    """The knowledge texts and the node lines: each distinct line embedded once, rank order kept."""
     _context().write_parquet(tmp_path / "context.parquet")
     first, second = tmp_path / "first.parquet", tmp_path / "second.parquet"
     stages.knowledge_texts(str(tmp_path / "context.parquet"), ENCODER, str(first))
@@ -67,19 +68,32 @@ def test_knowledge_texts_are_the_same_bytes_on_a_rerun_and_embedded_once(tmp_pat
 
     pl.DataFrame(schema=NOTE_SCHEMA).write_parquet(tmp_path / "notes.parquet")
     pl.DataFrame({"stay_id": [1, 2, 3, 4]}).write_parquet(tmp_path / "cohort.parquet")
+    # Stay 4 (no knowledge text) retrieved Sepsis and Condition 3: lines that other stays have too.
+    lines = _context().get_column("definitions").to_list()
+    stay4 = ("mortality", 4, [], [7, 3], ["Sepsis", "Condition 3"], f"{lines[1]}\n{lines[0].splitlines()[3]}", "")
+    pl.concat([_context(), pl.DataFrame([stay4], schema=CONTEXT_SCHEMA, orient="row")]).write_parquet(
+        tmp_path / "nodes_context.parquet")
     encoder = {"model": ENCODER, "dtype": "float32", "device": "cpu"}
     caplog.set_level("INFO")
     counts = []
     for run in ("a", "b"):
         caplog.clear()
-        stages.embed(str(tmp_path / "notes.parquet"), None, str(first), str(tmp_path / "cohort.parquet"), "mortality",
-                     encoder, 150, 2, str(tmp_path / "cache"), str(tmp_path / f"{run}.npz"))
+        stages.embed(str(tmp_path / "notes.parquet"), None, str(first), str(tmp_path / "nodes_context.parquet"),
+                     str(tmp_path / "cohort.parquet"), "mortality", encoder, 150, 2, 10, str(tmp_path / "cache"),
+                     str(tmp_path / f"{run}.npz"))
         counts.append(tuple(map(int, re.search(r"cache hits (\d+), misses (\d+)", caplog.text).groups())))
-    assert counts == [(0, 3), (3, 0)]  # three distinct texts; the second run embeds none
+    assert counts == [(0, 14), (14, 0)]  # three distinct texts, 11 distinct node lines; the second run embeds none
     with np.load(tmp_path / "b.npz") as arrays:
         assert arrays["knowledge_mask"].tolist() == [True, True, True, False]  # stay 4 is not in the context
         assert arrays["knowledge_has_findings"].tolist() == [True, True, False, False]
         assert not arrays["summary_mask"].any()  # no LLM summaries configured
+        nodes, mask = arrays["nodes"], arrays["nodes_mask"]
+        assert nodes.shape == (4, 10, 384) and nodes.dtype == np.float32
+        assert mask.sum(axis=1).tolist() == [10, 1, 0, 2] and (mask == (np.arange(10) < mask.sum(1)[:, None])).all()
+        assert not nodes[~mask].any()
+        np.testing.assert_array_equal(nodes[3, 0], nodes[1, 0])  # Sepsis, the same line embedded once
+        np.testing.assert_array_equal(nodes[3, 1], nodes[0, 3])  # Condition 3: rank order kept
+        assert not np.allclose(nodes[0, 3], nodes[0, 2])
 
 
 def _knowledge_only_config(tmp_path) -> dict:

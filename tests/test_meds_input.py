@@ -346,14 +346,25 @@ def test_aces_labels_given_to_the_meds_input_agree_with_the_workflows(tmp_path, 
 
 
 @pytest.mark.slow
-def test_snakemake_runs_a_meds_dataset_to_the_features(tmp_path, demo_meds):
-    """The real workflow with `kind: meds` (default variable map) on MEDS-Extract's demo output, up to the cohort and
-    the feature array."""
+def test_snakemake_runs_a_meds_dataset_end_to_end(tmp_path, demo_meds):
+    """The real workflow with `kind: meds` (default variable map) on MEDS-Extract's demo output, through the whole
+    default target: cohort, features, knowledge (a fixture graph), training, metrics, and the MEDS export of the
+    cohort and its predictions, which meds-evaluation scores as the workflow does."""
+    from meds_evaluation.evaluate import evaluate_binary_classification
     from workflow_helpers import load_config, snakemake
 
-    config = load_config("mimic4-demo.yaml") | {"datasets": {"meds_demo": {"kind": "meds", "root": str(demo_meds)}}}
-    snakemake(tmp_path, config, "results/meds_demo/cohort.parquet", "results/meds_demo/features.npy")
-    meta = json.loads((tmp_path / "results/meds_demo/cohort.json").read_text())
+    config = load_config("mimic4-demo.yaml", tmp_path) | {
+        "datasets": {"meds_demo": {"kind": "meds", "root": str(demo_meds)}}}
+    snakemake(tmp_path, config)
+    results = tmp_path / "results/meds_demo"
+    meta = json.loads((results / "cohort.json").read_text())
     assert (meta["stays"], meta["patients"], meta["positives"]) == (53, 47, {"mortality": 8, "readmission": 10})
-    assert np.load(tmp_path / "results/meds_demo/features.npy").shape == (53, 48, 61)
+    assert np.load(results / "features.npy").shape == (53, 48, 61)
     assert "MEDS icustays (3 data file(s))" in (tmp_path / "logs/meds_demo/convert/icustays.log").read_text()
+    assert "| mortality | gru |" in (results / "metrics/summary.md").read_text()
+    # meds.export is on for a real dataset by default: the MEDS dataset read as input is written back out
+    assert (results / "meds/metadata/dataset.json").exists()
+    predictions = pl.read_parquet(results / "meds/predictions/mortality/gru/seed0.parquet")
+    ours = json.loads((results / "metrics/mortality/gru.json").read_text())["metrics"]["auroc"]["value"]
+    theirs = evaluate_binary_classification(predictions)["samples_equally_weighted"]["roc_auc_score"]
+    assert theirs == pytest.approx(ours, abs=0.01)  # float32 probabilities in the MEDS file (test_meds_export)

@@ -17,12 +17,13 @@ from emerge_ehr.evaluate.report import (
     comparison_table, evaluate_predictions, markdown_table, paper_markdown, paper_table, write_json,
 )
 from emerge_ehr.model.train import HISTORY_SCHEMA, PREDICTION_SCHEMA
-from emerge_ehr.text.embed import EMBEDDING_ARRAYS, note_chunks, text_arrays
+from emerge_ehr.kg.retrieve import CONTEXT_SCHEMA
+from emerge_ehr.text.embed import EMBEDDING_ARRAYS, node_lines, note_chunks, text_arrays
 
 from conftest import REPO
 from workflow_helpers import load_config, planned_rules, snakemake
 
-N_STAYS, DIM, SLOTS = 120, 8, 2
+N_STAYS, DIM, SLOTS, NODES = 120, 8, 2, 3
 SPLITS = ["train"] * 80 + ["val"] * 20 + ["test"] * 20
 
 
@@ -33,11 +34,15 @@ def _cohort(tmp_path):
     np.save(tmp_path / "features.npy", np.random.default_rng(1).normal(size=(N_STAYS, 48, 61)).astype(np.float32))
 
 
-def _embeddings(tmp_path, stays_with_note: list[int], stays_with_summary: list[int]) -> str:
-    """Text arrays as the embed stage writes them; every stay has a summary token, some with knowledge."""
+def _embeddings(tmp_path, stays_with_note: list[int], stays_with_summary: list[int],
+                stays_with_nodes: list[int] | None = None) -> str:
+    """Text arrays as the embed stage writes them; every stay has a summary token, some with knowledge; the
+    stays with nodes (by default those with knowledge) have two node tokens."""
     rng = np.random.default_rng(2)
     notes_mask = np.zeros((N_STAYS, SLOTS), bool)
     notes_mask[stays_with_note, 0] = True
+    nodes_mask = np.zeros((N_STAYS, NODES), bool)
+    nodes_mask[stays_with_summary if stays_with_nodes is None else stays_with_nodes, :2] = True
     knowledge = np.zeros(N_STAYS, bool)
     knowledge[stays_with_summary] = True
     path = tmp_path / "mortality.npz"
@@ -45,7 +50,9 @@ def _embeddings(tmp_path, stays_with_note: list[int], stays_with_summary: list[i
              notes_mask=notes_mask, summary=rng.normal(size=(N_STAYS, DIM)).astype(np.float32),
              summary_mask=np.ones(N_STAYS, bool), summary_has_knowledge=knowledge,
              knowledge=rng.normal(size=(N_STAYS, DIM)).astype(np.float32), knowledge_mask=np.ones(N_STAYS, bool),
-             knowledge_has_findings=knowledge)
+             knowledge_has_findings=knowledge,
+             nodes=rng.normal(size=(N_STAYS, NODES, DIM)).astype(np.float32) * nodes_mask[..., None],
+             nodes_mask=nodes_mask)
     return str(path)
 
 
@@ -65,7 +72,8 @@ def test_text_model_without_notes_is_skipped_with_every_output_in_its_schema(tmp
     assert summary["skipped"] == "no stay has a note usable for mortality"
     assert summary["text"] == {"stays": N_STAYS, "notes": {"stays": 0, "share": 0.0},
                                "summary": {"stays": N_STAYS, "share": 1.0},
-                               "knowledge": {"stays": N_STAYS, "share": 1.0}}
+                               "knowledge": {"stays": N_STAYS, "share": 1.0},
+                               "nodes": {"stays": N_STAYS, "share": 1.0}}
     assert summary["train_stays"] == 80 and summary["train_fraction"] == 1.0
     out = tmp_path / "note_only"
     predictions = pl.read_parquet(out / "predictions.parquet")
@@ -87,6 +95,23 @@ def test_knowledge_models_are_skipped_without_findings_and_train_with_them(tmp_p
         f"no stay has a note usable for mortality; {reason}")
     trained = _train(tmp_path, "knowledge_only", _embeddings(tmp_path, [], list(range(N_STAYS))))
     assert "skipped" not in trained and trained["text"]["knowledge"] == {"stays": N_STAYS, "share": 1.0}
+
+
+def test_node_models_are_skipped_without_a_training_stay_with_nodes_and_train_with_them(tmp_path):
+    _cohort(tmp_path)
+    reason = "no stay has a retrieved knowledge-graph node for mortality"
+    no_nodes = _embeddings(tmp_path, list(range(N_STAYS)), list(range(N_STAYS)), [])
+    assert _train(tmp_path, "ts_nodes", no_nodes)["skipped"] == reason
+    assert _train(tmp_path, "emerge_nodes", _embeddings(tmp_path, [], [], []))["skipped"] == (
+        f"no stay has a note usable for mortality; {reason}")
+    only_test = _train(tmp_path, "ts_nodes", _embeddings(tmp_path, [], [], [110, 115]), "only_test")
+    assert only_test["skipped"] == "no training stay has a retrieved knowledge-graph node for mortality"
+    assert only_test["text"]["nodes"] == {"stays": 2, "share": 2 / N_STAYS}
+    # Nodes need no knowledge text of findings nor a summary: a stay's node tokens are enough.
+    trained = _train(tmp_path, "ts_nodes", _embeddings(tmp_path, [], [], [3, 50, 110]), "few")
+    assert "skipped" not in trained and trained["epochs_run"] == 2
+    assert trained["text"]["nodes"] == {"stays": 3, "share": 3 / N_STAYS}
+    assert pl.read_parquet(tmp_path / "few" / "predictions.parquet").height == 40
 
 
 def test_few_notes_train_normally_and_notes_outside_training_do_not_count(tmp_path):
@@ -175,14 +200,38 @@ def test_no_notes_give_masked_note_slots_and_summaries_without_knowledge_are_fla
     assert chunks.height == 0
     summaries = pl.DataFrame({"stay_id": [1, 2], "status": ["ok", "empty"]})
     knowledge = pl.DataFrame({"stay_id": [3, 2, 1], "status": ["ok", "empty", "empty"]})
+    no_nodes = node_lines(pl.DataFrame(schema=CONTEXT_SCHEMA), "mortality", NODES)
     arrays = text_arrays(np.array([1, 2, 3]), chunks, np.zeros((0, DIM), np.float32), summaries,
-                         np.ones((2, DIM), np.float32), knowledge, np.ones((3, DIM), np.float32), SLOTS, DIM)
+                         np.ones((2, DIM), np.float32), knowledge, np.ones((3, DIM), np.float32), no_nodes,
+                         np.zeros((0, DIM), np.float32), SLOTS, NODES, DIM)
     assert not arrays["notes_mask"].any() and arrays["notes"].shape == (3, SLOTS, DIM)
     assert arrays["summary_mask"].tolist() == [True, True, False]
     assert arrays["summary_has_knowledge"].tolist() == [True, False, False]
     assert arrays["knowledge_mask"].tolist() == [True, True, True]
     assert arrays["knowledge_has_findings"].tolist() == [False, False, True]
+    assert not arrays["nodes_mask"].any() and arrays["nodes"].shape == (3, NODES, DIM)
     assert tuple(arrays) == EMBEDDING_ARRAYS  # the embed rule reruns when this changes
+
+
+def test_node_tokens_follow_the_cohort_order_and_the_rank_order():
+    context = pl.DataFrame([
+        ("mortality", 1, [5, 6, 7, 8], ["A", "B", "C", "D"], "A: first.\nB\nC: third.\nD: fourth."),
+        ("mortality", 2, [], [], ""),  # nothing retrieved: no tokens
+        ("mortality", 3, [6], ["B"], "B"),
+        ("readmission", 2, [5], ["A"], "A: first."),  # another task's nodes are not read
+    ], schema={k: CONTEXT_SCHEMA[k] for k in ("task", "stay_id", "node_indices", "node_names", "definitions")},
+        orient="row")
+    lines = node_lines(context, "mortality", NODES)
+    assert lines.rows() == [(1, 0, "A: first."), (1, 1, "B"), (1, 2, "C: third."), (3, 0, "B")]  # at most NODES
+    vectors = np.arange(len(lines), dtype=np.float32)[:, None] + np.zeros((1, DIM), np.float32)
+    empty = pl.DataFrame(schema={"stay_id": pl.Int64, "status": pl.String})
+    arrays = text_arrays(np.array([3, 2, 1]), note_chunks(pl.DataFrame(schema=NOTE_SCHEMA), "mortality", 10, SLOTS),
+                         np.zeros((0, DIM), np.float32), empty, np.zeros((0, DIM), np.float32), empty,
+                         np.zeros((0, DIM), np.float32), lines, vectors, SLOTS, NODES, DIM)
+    assert arrays["nodes_mask"].tolist() == [[True, False, False], [False, False, False], [True, True, True]]
+    assert arrays["nodes"][:, :, 0].tolist() == [[3, 0, 0], [0, 0, 0], [0, 1, 2]]  # rows in cohort order
+    with pytest.raises(ValueError, match=r"stay 1 \(mortality\): 2 definition lines for 4 nodes"):
+        node_lines(context.with_columns(pl.lit("A\nB").alias("definitions")), "mortality", NODES)
 
 
 def test_llm_entities_of_no_notes_is_an_empty_table_without_calls(tmp_path):

@@ -186,37 +186,42 @@ def _stay_texts(path: str | None, task: str, text_column: str) -> pl.DataFrame:
 
 
 def embed(
-    notes_path: str, summaries_path: str | None, knowledge_path: str | None, cohort_path: str, task: str,
-    encoder_settings: dict, chunk_words: int, max_chunks: int, cache_dir: str, out: str,
+    notes_path: str, summaries_path: str | None, knowledge_path: str | None, context_path: str, cohort_path: str,
+    task: str, encoder_settings: dict, chunk_words: int, max_chunks: int, max_nodes: int, cache_dir: str, out: str,
 ) -> None:
-    """Note-chunk, LLM-summary and knowledge-text embeddings of every stay for one task (``embeddings/{task}.npz``).
+    """Note-chunk, LLM-summary, knowledge-text and node embeddings of every stay for one task
+    (``embeddings/{task}.npz``).
 
     ``summaries_path`` or ``knowledge_path`` is None where ``summaries.method`` leaves that method out: its
-    arrays are then all masked.
+    arrays are then all masked. The nodes are the definition lines of the retrieved context (``context_path``),
+    one token per node, at most ``max_nodes`` (``retrieve.max_nodes``).
     """
-    from emerge_ehr.text.embed import note_chunks, text_arrays
+    from emerge_ehr.text.embed import node_lines, note_chunks, text_arrays
     from emerge_ehr.text.encoder import embed_cached
 
     notes = pl.read_parquet(notes_path, columns=["stay_id", "note_id", "charttime", "text", task])
     chunks = note_chunks(notes, task, chunk_words, max_chunks)
     summaries = _stay_texts(summaries_path, task, "summary")
     knowledge = _stay_texts(knowledge_path, task, "text")
+    nodes = node_lines(pl.read_parquet(context_path, columns=["task", "stay_id", "node_names", "definitions"]), task,
+                       max_nodes)
     encoder = _encoder(encoder_settings)
     cache = _cache(cache_dir, encoder)
     vectors, hits, misses = {}, 0, 0
-    for name, texts in (("notes", chunks), ("summary", summaries), ("knowledge", knowledge)):
+    for name, texts in (("notes", chunks), ("summary", summaries), ("knowledge", knowledge), ("nodes", nodes)):
         vectors[name], stats = embed_cached(texts.get_column("text").to_list(), encoder, cache)
         hits, misses = hits + stats.hits, misses + stats.misses
     cache.close()
     stays = pl.read_parquet(cohort_path, columns=["stay_id"]).get_column("stay_id").to_numpy()
     arrays = text_arrays(stays, chunks, vectors["notes"], summaries, vectors["summary"], knowledge,
-                         vectors["knowledge"], max_chunks, encoder.dimension)
+                         vectors["knowledge"], nodes, vectors["nodes"], max_chunks, max_nodes, encoder.dimension)
     tmp = Path(out + ".partial.npz")
     np.savez(tmp, **arrays)
     tmp.replace(out)
     log.info(
-        "%s embeddings: %d stays, %d with notes, %d with a non-empty summary, %d with knowledge text of findings;"
-        " cache hits %d, misses %d",
+        "%s embeddings: %d stays, %d with notes, %d with a non-empty summary, %d with knowledge text of findings,"
+        " %d with retrieved nodes (%d node tokens); cache hits %d, misses %d",
         task, len(stays), int(arrays["notes_mask"].any(axis=1).sum()), int(arrays["summary_has_knowledge"].sum()),
-        int(arrays["knowledge_has_findings"].sum()), hits, misses,
+        int(arrays["knowledge_has_findings"].sum()), int(arrays["nodes_mask"].any(axis=1).sum()),
+        int(arrays["nodes_mask"].sum()), hits, misses,
     )

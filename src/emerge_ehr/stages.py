@@ -188,7 +188,7 @@ def stay_notes(notes_path: str, cohort_path: str, hours: int, readmission_defini
 
 
 # The arrays of embeddings/{task}.npz a text model reads (EMERGE.forward's text arguments).
-TEXT_INPUTS = ("notes", "notes_mask", "summary", "summary_mask", "knowledge", "knowledge_mask")
+TEXT_INPUTS = ("notes", "notes_mask", "summary", "summary_mask", "knowledge", "knowledge_mask", "nodes", "nodes_mask")
 
 
 def model_inputs(features_path: str, embeddings_path: str | None, n_stays: int) -> dict[str, np.ndarray]:
@@ -235,9 +235,9 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
     presence = _text_presence(embeddings_path)
     coverage = text_coverage(presence) if presence else None
     if coverage:
-        log.info("%s text: of %d stays, %d have a usable note, %d a non-empty summary, %d a knowledge text of findings",
-                 task, coverage["stays"], coverage["notes"]["stays"], coverage["summary"]["stays"],
-                 coverage["knowledge"]["stays"])
+        log.info("%s text: of %d stays, %d have a usable note, %d a non-empty summary, %d a knowledge text of findings,"
+                 " %d a retrieved node", task, coverage["stays"], coverage["notes"]["stays"],
+                 coverage["summary"]["stays"], coverage["knowledge"]["stays"], coverage["nodes"]["stays"])
     training = (splits == "train") & ~np.isnan(labels)
     reason = skip_reason(settings["model"], presence, training, task)
     if reason:

@@ -254,7 +254,9 @@ MODEL_SUMMARY_METHOD = {
     "emerge": "llm", "emerge_concat": "llm", "ts_summary": "llm", "summary_only": "llm",
     "emerge_knowledge": "knowledge", "ts_knowledge": "knowledge", "knowledge_only": "knowledge",
 }
-TEXT_MODELS = ("ts_note", "note_only", *MODEL_SUMMARY_METHOD)
+# the models that read embeddings/{task}.npz; the *_nodes ones read the retrieved nodes (context.parquet, always
+# built), whatever summaries.method says
+TEXT_MODELS = ("ts_note", "note_only", *MODEL_SUMMARY_METHOD, "ts_nodes", "emerge_nodes")
 
 
 def check_summary_methods():

@@ -12,11 +12,13 @@ knowledge.embed(
     snakemake.input.notes,
     snakemake.input.get("summaries"),  # absent where summaries.method leaves that method out
     snakemake.input.get("knowledge"),
+    snakemake.input.context,
     snakemake.input.cohort,
     snakemake.wildcards.task,
     snakemake.params.encoder,
     snakemake.params.chunk_words,
     snakemake.params.max_chunks,
+    snakemake.params.max_nodes,
     snakemake.params.cache_dir,
     snakemake.output[0],
 )

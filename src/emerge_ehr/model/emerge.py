@@ -1,5 +1,5 @@
-"""The EMERGE fusion network, in one file: time series, note, summary and knowledge tokens, two cross-attention
-branches.
+"""The EMERGE fusion network, in one file: time series, note, summary, knowledge and node tokens, two
+cross-attention branches.
 
 Inputs per stay
     series          (B, 48, 61)  hourly inputs
@@ -9,12 +9,15 @@ Inputs per stay
     summary_mask    (B,)         True where the stay has a summary
     knowledge       (B, D)       embedding of the retrieved knowledge written out without an LLM
     knowledge_mask  (B,)         True where the stay has a knowledge text
+    nodes           (B, N, D)    embeddings of the retrieved knowledge-graph nodes' definition lines (N slots, in
+                                 rank order: one token per node rather than one vector of the whole knowledge)
+    nodes_mask      (B, N)       True where a slot holds a node
 
 Architecture (EMERGE section 6, with real attention): a GRU keeps all 48 hidden states as time-series tokens;
-note chunks, the summary and the knowledge text are projected to the hidden size (the text tokens); the time
-series attends to the text and the text attends to the time series, each branch multi-head attention with a
-residual connection, layer normalisation and a feed-forward layer; each side is pooled (masked mean), the two
-are concatenated and fused by an MLP; the paper's head gives one logit.
+note chunks, the summary, the knowledge text and the nodes are projected to the hidden size (the text tokens);
+the time series attends to the text and the text attends to the time series, each branch multi-head attention
+with a residual connection, layer normalisation and a feed-forward layer; each side is pooled (masked mean), the
+two are concatenated and fused by an MLP; the paper's head gives one logit.
 
 Missing modalities are masked, never zero-filled into attention: a stay without notes attends over its
 summary alone, and a stay without any text gets its prediction from the time series (its text side is zero).
@@ -22,8 +25,8 @@ The released code's single token per modality would make the softmax trivially 1
 make the attention real.
 
 The same class gives the ablations: choose the modalities (``use_series``, ``use_notes``, ``use_summary``,
-``use_knowledge``: the knowledge text in place of, or beside, the LLM summary) or replace cross-attention by
-concatenating the pooled tokens (``fusion="concat"``).
+``use_knowledge``: the knowledge text in place of, or beside, the LLM summary; ``use_nodes``: the retrieved
+nodes, one token each) or replace cross-attention by concatenating the pooled tokens (``fusion="concat"``).
 """
 
 from __future__ import annotations
@@ -76,14 +79,15 @@ class EMERGE(nn.Module):
         use_notes: bool = True,
         use_summary: bool = True,
         use_knowledge: bool = False,
+        use_nodes: bool = False,
         fusion: str = "cross_attention",
     ) -> None:
         super().__init__()
         if fusion not in ("cross_attention", "concat"):
             raise ValueError(f"fusion must be cross_attention or concat, not {fusion!r}")
         self.use_series, self.use_notes = use_series, use_notes
-        self.use_summary, self.use_knowledge = use_summary, use_knowledge
-        self.use_text = use_notes or use_summary or use_knowledge
+        self.use_summary, self.use_knowledge, self.use_nodes = use_summary, use_knowledge, use_nodes
+        self.use_text = use_notes or use_summary or use_knowledge or use_nodes
         if not (use_series or self.use_text):
             raise ValueError("the model needs at least one modality")
         self.cross = fusion == "cross_attention" and use_series and self.use_text
@@ -91,8 +95,10 @@ class EMERGE(nn.Module):
         self.note_projection = nn.Linear(text_dim, hidden_size) if use_notes else None
         self.summary_projection = nn.Linear(text_dim, hidden_size) if use_summary else None
         self.knowledge_projection = nn.Linear(text_dim, hidden_size) if use_knowledge else None
-        # Text fusion: notes, summary and knowledge share one token sequence; a learned embedding tells them apart.
-        self.text_type = nn.Embedding(3, hidden_size)
+        self.node_projection = nn.Linear(text_dim, hidden_size) if use_nodes else None
+        # Text fusion: notes, summary, knowledge and nodes share one token sequence; a learned embedding tells them
+        # apart. The nodes' row exists only in the models that read nodes: the others keep their initialisation.
+        self.text_type = nn.Embedding(4 if use_nodes else 3, hidden_size)
         if self.cross:
             self.series_to_text = CrossAttention(hidden_size, heads, dropout)
             self.text_to_series = CrossAttention(hidden_size, heads, dropout)
@@ -100,7 +106,7 @@ class EMERGE(nn.Module):
         self.fusion = nn.Sequential(nn.Linear(sides * hidden_size, hidden_size), nn.ReLU(), nn.Dropout(dropout))
         self.head = PredictionHead(hidden_size, dropout)
 
-    def text_tokens(self, notes, notes_mask, summary, summary_mask, knowledge, knowledge_mask):
+    def text_tokens(self, notes, notes_mask, summary, summary_mask, knowledge, knowledge_mask, nodes, nodes_mask):
         tokens, masks = [], []
         if self.use_notes:
             tokens.append(self.note_projection(notes) + self.text_type.weight[0])
@@ -111,16 +117,20 @@ class EMERGE(nn.Module):
         if self.use_knowledge:
             tokens.append(self.knowledge_projection(knowledge).unsqueeze(1) + self.text_type.weight[2])
             masks.append(knowledge_mask.unsqueeze(1))
+        if self.use_nodes:
+            tokens.append(self.node_projection(nodes) + self.text_type.weight[3])
+            masks.append(nodes_mask)
         return torch.cat(tokens, dim=1), torch.cat(masks, dim=1)
 
     def forward(self, series, notes=None, notes_mask=None, summary=None, summary_mask=None, knowledge=None,
-                knowledge_mask=None) -> torch.Tensor:
+                knowledge_mask=None, nodes=None, nodes_mask=None) -> torch.Tensor:
         pooled = []
         if self.use_series:
             series_tokens, _ = self.series_encoder(series)  # (B, 48, H): every hour is a token
             series_mask = torch.ones(series_tokens.shape[:2], dtype=torch.bool, device=series.device)
         if self.use_text:
-            text, text_mask = self.text_tokens(notes, notes_mask, summary, summary_mask, knowledge, knowledge_mask)
+            text, text_mask = self.text_tokens(notes, notes_mask, summary, summary_mask, knowledge, knowledge_mask,
+                                               nodes, nodes_mask)
         if self.cross:
             pooled.append(self.series_to_text(series_tokens, text, text_mask).mean(dim=1))
             text_side = self.text_to_series(text, series_tokens, series_mask)
@@ -134,7 +144,8 @@ class EMERGE(nn.Module):
 
 
 # name -> (modalities, fusion): EMERGE and its ablations; the *_knowledge ones read the knowledge text where the
-# others read the LLM summary, so that the two sit side by side in the tables.
+# others read the LLM summary, so that the two sit side by side in the tables; the *_nodes ones read the retrieved
+# nodes, one token each, where the *_knowledge ones read one vector of the whole knowledge text.
 VARIANTS = {
     "emerge": dict(use_series=True, use_notes=True, use_summary=True, fusion="cross_attention"),
     "emerge_concat": dict(use_series=True, use_notes=True, use_summary=True, fusion="concat"),
@@ -147,4 +158,6 @@ VARIANTS = {
     "ts_knowledge": dict(use_series=True, use_notes=False, use_summary=False, use_knowledge=True,
                          fusion="cross_attention"),
     "knowledge_only": dict(use_series=False, use_notes=False, use_summary=False, use_knowledge=True, fusion="concat"),
+    "emerge_nodes": dict(use_series=True, use_notes=True, use_summary=False, use_nodes=True, fusion="cross_attention"),
+    "ts_nodes": dict(use_series=True, use_notes=False, use_summary=False, use_nodes=True, fusion="cross_attention"),
 }

@@ -17,16 +17,17 @@ TEXT_KINDS = {
     "notes": "a note usable for {task}",
     "summary": "a non-empty summary for {task}",
     "knowledge": "an abnormal finding or a matched condition for {task}",
+    "nodes": "a retrieved knowledge-graph node for {task}",
 }
 # text kind -> the model flag that reads it (emerge.VARIANTS)
-KIND_FLAGS = {"notes": "use_notes", "summary": "use_summary", "knowledge": "use_knowledge"}
+KIND_FLAGS = {"notes": "use_notes", "summary": "use_summary", "knowledge": "use_knowledge", "nodes": "use_nodes"}
 
 
 def text_presence(embeddings: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per stay (rows of ``embeddings/{task}.npz``): has a note chunk; has an LLM summary, and a knowledge text,
-    written from findings (the fixed nothing-found sentence of either counts as no text)."""
+    written from findings (the fixed nothing-found sentence of either counts as no text); has a node token."""
     return {"notes": embeddings["notes_mask"].any(axis=1), "summary": embeddings["summary_has_knowledge"],
-            "knowledge": embeddings["knowledge_has_findings"]}
+            "knowledge": embeddings["knowledge_has_findings"], "nodes": embeddings["nodes_mask"].any(axis=1)}
 
 
 def text_coverage(presence: Mapping[str, np.ndarray]) -> dict:
@@ -64,6 +65,9 @@ def skip_reason(model: str, presence: Mapping[str, np.ndarray], training: np.nda
     True
     >>> skip_reason("emerge_knowledge", {**presence, "knowledge": np.zeros(3, bool)}, np.ones(3, bool), "mortality")
     'no stay has an abnormal finding or a matched condition for mortality'
+    >>> skip_reason("ts_nodes", {**presence, "nodes": np.array([False, False, True])}, np.array([True, True, False]),
+    ...             "mortality")
+    'no training stay has a retrieved knowledge-graph node for mortality'
     """
     reasons = []
     for kind in model_text_kinds(model):

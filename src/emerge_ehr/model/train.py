@@ -91,8 +91,8 @@ def train(
     """Train one model for one task and seed; write checkpoint, history and predictions to ``out_dir``.
 
     ``inputs`` holds one array per model input, rows aligned with ``labels`` (``series``; for text models
-    also ``notes``, ``notes_mask``, ``summary``, ``summary_mask``). Stays whose label is missing (NaN: not
-    at risk) are left out. Returns a summary dict.
+    also ``notes``, ``notes_mask``, ``summary``, ``summary_mask``, ``knowledge``, ``knowledge_mask``, ``nodes``,
+    ``nodes_mask``). Stays whose label is missing (NaN: not at risk) are left out. Returns a summary dict.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
