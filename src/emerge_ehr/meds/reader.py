@@ -353,7 +353,6 @@ def table_frame(root: str | Path, table: str, variables: str | Path = DEFAULT_VA
     if table not in MEDS_TABLES:
         raise InputError(f"unknown table '{table}': expected one of {', '.join(MEDS_TABLES)}")
     events = scan_events(root)
-    code = pl.col("code")
     if table == "patients":
         return canonical(patients(events), table)
     if table == "admissions":
