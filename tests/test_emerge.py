@@ -51,7 +51,7 @@ def test_masked_text_slots_do_not_change_the_prediction():
     torch.testing.assert_close(before, knowledge(**inputs))
 
 
-@pytest.mark.parametrize("name", ["ts_nodes", "emerge_nodes"])
+@pytest.mark.parametrize("name", ["ts_nodes", "emerge_nodes", "ts_nodes_late"])
 def test_node_models_read_one_token_per_node_and_ignore_masked_slots(name):
     model = build_model(name, 61, 32, 0.0, text_dim=16, heads=4).eval()
     assert model.text_type.num_embeddings == 4 and model.node_projection is not None
@@ -71,6 +71,20 @@ def test_node_models_read_one_token_per_node_and_ignore_masked_slots(name):
     inputs["nodes"][0, 0] = inputs["nodes"][0, 0] + 1.0  # a node that is there changes the prediction
     after = model(**inputs)
     assert not torch.allclose(before[0], after[0]) and torch.allclose(before[1:], after[1:])
+
+
+def test_late_fusion_adds_a_linear_text_score_to_the_series_logit():
+    """ts_nodes_late: the text only shifts the time series' logit, by the sum of a linear score of each token."""
+    model = build_model("ts_nodes_late", 61, 32, 0.0, text_dim=16, heads=4).eval()
+    assert model.additive and not model.cross and model.text_score.out_features == 1
+    inputs = batch()
+    with torch.no_grad():
+        series_only = model.head(model.fusion(model.series_encoder(inputs["series"])[0].mean(dim=1)))
+        text, mask = model.text_tokens(*(inputs[k] for k in ("notes", "notes_mask", "summary", "summary_mask",
+                                                             "knowledge", "knowledge_mask", "nodes", "nodes_mask")))
+        expected = series_only + (model.text_score(text).squeeze(-1) * mask).sum(dim=1)
+        torch.testing.assert_close(model(**inputs), expected)
+        torch.testing.assert_close(model(**inputs)[1], series_only[1])  # stay 1 has no nodes: the series alone
 
 
 def test_a_stay_without_nodes_is_predicted_as_one_without_node_slots():
@@ -123,7 +137,7 @@ def test_emerge_training_is_deterministic_and_uses_the_text(tmp_path):
     assert a["best_val_score"] == b["best_val_score"] and a["best_val_score"] > 0.8
 
 
-@pytest.mark.parametrize("name", ["ts_nodes", "emerge_nodes"])
+@pytest.mark.parametrize("name", ["ts_nodes", "emerge_nodes", "ts_nodes_late"])
 def test_node_models_train_and_read_the_node_tokens(tmp_path, name):
     rng = np.random.default_rng(0)
     n, d, slots = 240, 16, 4
@@ -136,7 +150,8 @@ def test_node_models_train_and_read_the_node_tokens(tmp_path, name):
               "summary_mask": np.ones(n, bool), "knowledge": rng.normal(size=(n, d)).astype(np.float32),
               "knowledge_mask": np.ones(n, bool), "nodes": nodes, "nodes_mask": nodes_mask}
     splits = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
-    settings = TrainSettings(model=name, hidden_size=16, max_epochs=8, patience=4, batch_size=32, device="cpu")
+    # 16 epochs: the late-fusion model learns one linear score per token, slower than the attention models
+    settings = TrainSettings(model=name, hidden_size=16, max_epochs=16, patience=8, batch_size=32, device="cpu")
     a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
     assert a["best_val_score"] > 0.8
     assert train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")["best_val_score"] == a["best_val_score"]
@@ -153,7 +168,8 @@ def test_knowledge_models_train_and_read_the_knowledge_text_not_the_summary(tmp_
               "notes_mask": np.zeros((n, 2), bool), "summary": rng.normal(size=(n, d)).astype(np.float32),
               "summary_mask": np.ones(n, bool), "knowledge": knowledge, "knowledge_mask": np.ones(n, bool)}
     splits = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
-    settings = TrainSettings(model=name, hidden_size=16, max_epochs=8, patience=4, batch_size=32, device="cpu")
+    # 16 epochs: the late-fusion model learns one linear score per token, slower than the attention models
+    settings = TrainSettings(model=name, hidden_size=16, max_epochs=16, patience=8, batch_size=32, device="cpu")
     a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
     assert a["best_val_score"] > 0.8
     assert train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")["best_val_score"] == a["best_val_score"]

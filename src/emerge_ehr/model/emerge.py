@@ -26,7 +26,9 @@ make the attention real.
 
 The same class gives the ablations: choose the modalities (``use_series``, ``use_notes``, ``use_summary``,
 ``use_knowledge``: the knowledge text in place of, or beside, the LLM summary; ``use_nodes``: the retrieved
-nodes, one token each) or replace cross-attention by concatenating the pooled tokens (``fusion="concat"``).
+nodes, one token each) or replace cross-attention by concatenating the pooled tokens (``fusion="concat"``), or
+by adding a linear score of each text token to the time series' logit (``fusion="additive"``: late fusion, where
+the text can only shift the series' prediction, as a logistic regression on a bag of nodes on top of it would).
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ class CrossAttention(nn.Module):
         return self.norm_output(x + self.feed_forward(x))
 
 
+FUSIONS = ("cross_attention", "concat", "additive")
+
+
 class EMERGE(nn.Module):
     def __init__(
         self,
@@ -83,8 +88,8 @@ class EMERGE(nn.Module):
         fusion: str = "cross_attention",
     ) -> None:
         super().__init__()
-        if fusion not in ("cross_attention", "concat"):
-            raise ValueError(f"fusion must be cross_attention or concat, not {fusion!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
         self.use_series, self.use_notes = use_series, use_notes
         self.use_summary, self.use_knowledge, self.use_nodes = use_summary, use_knowledge, use_nodes
         self.use_text = use_notes or use_summary or use_knowledge or use_nodes
@@ -102,7 +107,10 @@ class EMERGE(nn.Module):
         if self.cross:
             self.series_to_text = CrossAttention(hidden_size, heads, dropout)
             self.text_to_series = CrossAttention(hidden_size, heads, dropout)
-        sides = int(use_series) + int(self.use_text)
+        self.additive = fusion == "additive" and use_series and self.use_text
+        # no bias: a stay without text keeps the series' logit (the head has the bias)
+        self.text_score = nn.Linear(hidden_size, 1, bias=False) if self.additive else None
+        sides = 1 if self.additive else int(use_series) + int(self.use_text)
         self.fusion = nn.Sequential(nn.Linear(sides * hidden_size, hidden_size), nn.ReLU(), nn.Dropout(dropout))
         self.head = PredictionHead(hidden_size, dropout)
 
@@ -135,6 +143,12 @@ class EMERGE(nn.Module):
             pooled.append(self.series_to_text(series_tokens, text, text_mask).mean(dim=1))
             text_side = self.text_to_series(text, series_tokens, series_mask)
             pooled.append(masked_mean(text_side, text_mask))
+        elif self.additive:
+            series_logit = self.head(self.fusion(series_tokens.mean(dim=1)))
+            # each text token adds its own score, as in a logistic regression on a bag of nodes: a condition
+            # counts as much in a stay with many retrieved nodes as in one with few
+            scores = self.text_score(text).squeeze(-1) * text_mask.to(text.dtype)
+            return series_logit + scores.sum(dim=1)
         else:
             if self.use_series:
                 pooled.append(series_tokens.mean(dim=1))
@@ -160,4 +174,5 @@ VARIANTS = {
     "knowledge_only": dict(use_series=False, use_notes=False, use_summary=False, use_knowledge=True, fusion="concat"),
     "emerge_nodes": dict(use_series=True, use_notes=True, use_summary=False, use_nodes=True, fusion="cross_attention"),
     "ts_nodes": dict(use_series=True, use_notes=False, use_summary=False, use_nodes=True, fusion="cross_attention"),
+    "ts_nodes_late": dict(use_series=True, use_notes=False, use_summary=False, use_nodes=True, fusion="additive"),
 }
