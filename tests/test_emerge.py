@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -51,7 +54,7 @@ def test_masked_text_slots_do_not_change_the_prediction():
     torch.testing.assert_close(before, knowledge(**inputs))
 
 
-@pytest.mark.parametrize("name", ["ts_nodes", "emerge_nodes", "ts_nodes_late"])
+@pytest.mark.parametrize("name", ["ts_nodes", "emerge_nodes"])
 def test_node_models_read_one_token_per_node_and_ignore_masked_slots(name):
     model = build_model(name, 61, 32, 0.0, text_dim=16, heads=4).eval()
     assert model.text_type.num_embeddings == 4 and model.node_projection is not None
@@ -73,18 +76,60 @@ def test_node_models_read_one_token_per_node_and_ignore_masked_slots(name):
     assert not torch.allclose(before[0], after[0]) and torch.allclose(before[1:], after[1:])
 
 
-def test_late_fusion_adds_a_linear_text_score_to_the_series_logit():
-    """ts_nodes_late: the text only shifts the time series' logit, by the sum of a linear score of each token."""
-    model = build_model("ts_nodes_late", 61, 32, 0.0, text_dim=16, heads=4).eval()
-    assert model.additive and not model.cross and model.text_score.out_features == 1
+LATE = [name for name, flags in VARIANTS.items() if flags["fusion"] == "late"]
+KINDS = {"use_notes": "notes", "use_summary": "summary", "use_knowledge": "knowledge", "use_nodes": "nodes"}
+
+
+@pytest.mark.parametrize("name", LATE)
+def test_late_fusion_is_the_series_logit_plus_a_linear_score_of_each_text_token(name):
+    """The text only shifts the GRU's logit, by the sum of one linear score per token of the kinds it reads;
+    masked slots and unread kinds count nothing, and a stay without text keeps the GRU's logit."""
+    model = build_model(name, 61, 32, 0.0, text_dim=16, heads=4).eval()
+    kinds = [kind for flag, kind in KINDS.items() if VARIANTS[name].get(flag)]
+    assert sorted(model.text) == sorted(kinds)
     inputs = batch()
     with torch.no_grad():
-        series_only = model.head(model.fusion(model.series_encoder(inputs["series"])[0].mean(dim=1)))
-        text, mask = model.text_tokens(*(inputs[k] for k in ("notes", "notes_mask", "summary", "summary_mask",
-                                                             "knowledge", "knowledge_mask", "nodes", "nodes_mask")))
-        expected = series_only + (model.text_score(text).squeeze(-1) * mask).sum(dim=1)
+        for score in model.text.values():
+            torch.nn.init.normal_(score.weight)
+        expected = model.series(inputs["series"])
+        for kind in kinds:
+            scores = model.text[kind](inputs[kind]).squeeze(-1) * inputs[f"{kind}_mask"]
+            expected = expected + (scores.sum(dim=1) if scores.dim() == 2 else scores)
         torch.testing.assert_close(model(**inputs), expected)
-        torch.testing.assert_close(model(**inputs)[1], series_only[1])  # stay 1 has no nodes: the series alone
+        unread = [kind for kind in KINDS.values() if kind not in kinds]
+        masked = {kind: inputs[kind].masked_fill(~inputs[f"{kind}_mask"].unsqueeze(-1), 1e3) for kind in kinds}
+        torch.testing.assert_close(model(**(inputs | masked | {kind: inputs[kind] * 100 for kind in unread})), expected)
+        without_text = inputs | {f"{kind}_mask": torch.zeros_like(inputs[f"{kind}_mask"]) for kind in kinds}
+        torch.testing.assert_close(model(**without_text), model.series(inputs["series"]))
+
+
+def test_late_fusion_trains_the_gru_baseline_first_then_only_the_text_against_it(tmp_path):
+    """Stage one gives exactly the weights of the gru baseline (same seed); stage two leaves them as they are and
+    learns the text, where the label is planted, so that the late model beats the GRU on validation."""
+    rng = np.random.default_rng(0)
+    n, d = 300, 16
+    y = rng.integers(0, 2, n).astype(float)
+    series = rng.normal(size=(n, 48, 61)).astype(np.float32)
+    series[:, :, 0] += 0.3 * y[:, None]  # a weak signal in the series, a strong one in the knowledge text
+    knowledge = rng.normal(size=(n, d)).astype(np.float32)
+    knowledge[:, 0] += 2.0 * y
+    inputs = {"series": series, "notes": rng.normal(size=(n, 2, d)).astype(np.float32),
+              "notes_mask": np.ones((n, 2), bool), "knowledge": knowledge, "knowledge_mask": np.ones(n, bool)}
+    splits = np.array(["train"] * 200 + ["val"] * 50 + ["test"] * 50)
+    common = dict(hidden_size=16, max_epochs=12, patience=4, batch_size=32, device="cpu")
+    gru = train(inputs, y, splits, np.arange(n), TrainSettings(model="gru", **common), tmp_path / "gru")
+    late = train(inputs, y, splits, np.arange(n), TrainSettings(model="emerge_knowledge_late", **common),
+                 tmp_path / "late")
+    gru_weights = torch.load(tmp_path / "gru/model.pt")["state_dict"]
+    late_weights = torch.load(tmp_path / "late/model.pt")["state_dict"]
+    for name, weight in gru_weights.items():
+        torch.testing.assert_close(late_weights[f"series.{name}"], weight, rtol=0, atol=0)
+    assert late["stages"]["series"]["best_epoch"] == gru["best_epoch"]
+    assert late["stages"]["text"]["selection"] == "loss" and late["stages"]["text"]["best_epoch"] > 0
+    assert late_weights["text.knowledge.weight"].abs().sum() > 0
+    assert late["val_auprc"] > gru["val_auprc"] + 0.1
+    history = pl.read_csv(tmp_path / "late/history.csv")
+    assert history.get_column("stage").unique(maintain_order=True).to_list() == ["series", "text"]
 
 
 def test_a_stay_without_nodes_is_predicted_as_one_without_node_slots():
@@ -150,11 +195,10 @@ def test_node_models_train_and_read_the_node_tokens(tmp_path, name):
               "summary_mask": np.ones(n, bool), "knowledge": rng.normal(size=(n, d)).astype(np.float32),
               "knowledge_mask": np.ones(n, bool), "nodes": nodes, "nodes_mask": nodes_mask}
     splits = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
-    # 16 epochs: the late-fusion model learns one linear score per token, slower than the attention models
     settings = TrainSettings(model=name, hidden_size=16, max_epochs=16, patience=8, batch_size=32, device="cpu")
     a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
-    assert a["best_val_score"] > 0.8
-    assert train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")["best_val_score"] == a["best_val_score"]
+    assert a["val_auprc"] > 0.8
+    assert train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")["val_auprc"] == a["val_auprc"]
 
 
 @pytest.mark.parametrize("name", ["knowledge_only", "ts_knowledge", "emerge_knowledge"])
@@ -173,3 +217,14 @@ def test_knowledge_models_train_and_read_the_knowledge_text_not_the_summary(tmp_
     a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
     assert a["best_val_score"] > 0.8
     assert train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")["best_val_score"] == a["best_val_score"]
+
+
+def test_the_config_schema_names_every_model():
+    """A model added to VARIANTS must be selectable in the config (schema.yaml's model_name)."""
+    import yaml
+
+    from emerge_ehr.model.classic import CLASSIC_MODELS
+
+    schema = yaml.safe_load((Path(__file__).parents[1] / "config" / "schema.yaml").read_text())
+    names = set(schema["$defs"]["model_name"]["enum"])
+    assert names == {*VARIANTS, *SEQUENCE_MODELS, *CLASSIC_MODELS, "oracle"}

@@ -111,6 +111,7 @@ def train_settings(wildcards):
     return settings.get("default", {}) | settings.get(wildcards.model, {}) | {
         "model": wildcards.model,
         "learning_rate": t["learning_rate"],
+        "text_learning_rate": t["text_learning_rate"],
         "weight_decay": t["weight_decay"],
         "batch_size": t["batch_size"],
         "max_epochs": t["max_epochs"],
@@ -253,10 +254,11 @@ SUMMARY_METHODS = config["summaries"]["method"]
 MODEL_SUMMARY_METHOD = {
     "emerge": "llm", "emerge_concat": "llm", "ts_summary": "llm", "summary_only": "llm",
     "emerge_knowledge": "knowledge", "ts_knowledge": "knowledge", "knowledge_only": "knowledge",
+    "emerge_late": "llm", "emerge_knowledge_late": "knowledge", "ts_knowledge_late": "knowledge",
 }
 # the models that read embeddings/{task}.npz; the *_nodes ones read the retrieved nodes (context.parquet, always
 # built), whatever summaries.method says
-TEXT_MODELS = ("ts_note", "note_only", *MODEL_SUMMARY_METHOD, "ts_nodes", "emerge_nodes", "ts_nodes_late")
+TEXT_MODELS = ("ts_note", "note_only", "ts_note_late", *MODEL_SUMMARY_METHOD, "ts_nodes", "emerge_nodes", "ts_nodes_late")
 
 
 def check_summary_methods():

@@ -26,9 +26,8 @@ make the attention real.
 
 The same class gives the ablations: choose the modalities (``use_series``, ``use_notes``, ``use_summary``,
 ``use_knowledge``: the knowledge text in place of, or beside, the LLM summary; ``use_nodes``: the retrieved
-nodes, one token each) or replace cross-attention by concatenating the pooled tokens (``fusion="concat"``), or
-by adding a linear score of each text token to the time series' logit (``fusion="additive"``: late fusion, where
-the text can only shift the series' prediction, as a logistic regression on a bag of nodes on top of it would).
+nodes, one token each) or replace cross-attention by concatenating the pooled tokens (``fusion="concat"``).
+The ``*_late`` variants of ``VARIANTS`` read the same tokens in late fusion, trained in stages (``late_fusion.py``).
 """
 
 from __future__ import annotations
@@ -69,7 +68,7 @@ class CrossAttention(nn.Module):
         return self.norm_output(x + self.feed_forward(x))
 
 
-FUSIONS = ("cross_attention", "concat", "additive")
+FUSIONS = ("cross_attention", "concat")
 
 
 class EMERGE(nn.Module):
@@ -107,10 +106,7 @@ class EMERGE(nn.Module):
         if self.cross:
             self.series_to_text = CrossAttention(hidden_size, heads, dropout)
             self.text_to_series = CrossAttention(hidden_size, heads, dropout)
-        self.additive = fusion == "additive" and use_series and self.use_text
-        # no bias: a stay without text keeps the series' logit (the head has the bias)
-        self.text_score = nn.Linear(hidden_size, 1, bias=False) if self.additive else None
-        sides = 1 if self.additive else int(use_series) + int(self.use_text)
+        sides = int(use_series) + int(self.use_text)
         self.fusion = nn.Sequential(nn.Linear(sides * hidden_size, hidden_size), nn.ReLU(), nn.Dropout(dropout))
         self.head = PredictionHead(hidden_size, dropout)
 
@@ -143,12 +139,6 @@ class EMERGE(nn.Module):
             pooled.append(self.series_to_text(series_tokens, text, text_mask).mean(dim=1))
             text_side = self.text_to_series(text, series_tokens, series_mask)
             pooled.append(masked_mean(text_side, text_mask))
-        elif self.additive:
-            series_logit = self.head(self.fusion(series_tokens.mean(dim=1)))
-            # each text token adds its own score, as in a logistic regression on a bag of nodes: a condition
-            # counts as much in a stay with many retrieved nodes as in one with few
-            scores = self.text_score(text).squeeze(-1) * text_mask.to(text.dtype)
-            return series_logit + scores.sum(dim=1)
         else:
             if self.use_series:
                 pooled.append(series_tokens.mean(dim=1))
@@ -159,7 +149,8 @@ class EMERGE(nn.Module):
 
 # name -> (modalities, fusion): EMERGE and its ablations; the *_knowledge ones read the knowledge text where the
 # others read the LLM summary, so that the two sit side by side in the tables; the *_nodes ones read the retrieved
-# nodes, one token each, where the *_knowledge ones read one vector of the whole knowledge text.
+# nodes, one token each, where the *_knowledge ones read one vector of the whole knowledge text; the *_late ones
+# (fusion "late") add a linear score of each text token to the GRU's logit, fitted after the GRU (late_fusion.py).
 VARIANTS = {
     "emerge": dict(use_series=True, use_notes=True, use_summary=True, fusion="cross_attention"),
     "emerge_concat": dict(use_series=True, use_notes=True, use_summary=True, fusion="concat"),
@@ -174,5 +165,10 @@ VARIANTS = {
     "knowledge_only": dict(use_series=False, use_notes=False, use_summary=False, use_knowledge=True, fusion="concat"),
     "emerge_nodes": dict(use_series=True, use_notes=True, use_summary=False, use_nodes=True, fusion="cross_attention"),
     "ts_nodes": dict(use_series=True, use_notes=False, use_summary=False, use_nodes=True, fusion="cross_attention"),
-    "ts_nodes_late": dict(use_series=True, use_notes=False, use_summary=False, use_nodes=True, fusion="additive"),
+    "ts_note_late": dict(use_series=True, use_notes=True, use_summary=False, fusion="late"),
+    "ts_knowledge_late": dict(use_series=True, use_notes=False, use_summary=False, use_knowledge=True, fusion="late"),
+    "ts_nodes_late": dict(use_series=True, use_notes=False, use_summary=False, use_nodes=True, fusion="late"),
+    "emerge_late": dict(use_series=True, use_notes=True, use_summary=True, fusion="late"),
+    "emerge_knowledge_late": dict(use_series=True, use_notes=True, use_summary=False, use_knowledge=True,
+                                  fusion="late"),
 }

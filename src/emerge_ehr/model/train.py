@@ -1,4 +1,8 @@
-"""Training with AdamW and early stopping on validation AUPRC; deterministic given a seed."""
+"""Training with AdamW and early stopping on validation AUPRC; deterministic given a seed.
+
+A model with ``training_stages()`` (late fusion) is trained stage by stage: each stage fits its own module with
+the others frozen (in eval mode), with its own early stopping, and keeps its best epoch before the next begins.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from emerge_ehr.model.sequence import build_model
 log = logging.getLogger(__name__)
 
 PREDICTION_SCHEMA = {"stay_id": pl.Int64, "split": pl.String, "label": pl.Int8, "probability": pl.Float64}
-HISTORY_SCHEMA = {"epoch": pl.Int64, "train_loss": pl.Float64, "val_auprc": pl.Float64, "val_auroc": pl.Float64,
+HISTORY_SCHEMA = {"stage": pl.String, "epoch": pl.Int64, "train_loss": pl.Float64, "val_auprc": pl.Float64, "val_auroc": pl.Float64,
                   "seconds": pl.Float64, "stays_per_second": pl.Float64}
 
 
@@ -31,6 +35,7 @@ class TrainSettings:
     hidden_size: int = 128
     dropout: float = 0.25
     learning_rate: float = 1e-3
+    text_learning_rate: float = 1e-2  # the text stage of late fusion: a linear score, which 1e-3 leaves unconverged
     weight_decay: float = 1e-2
     batch_size: int = 256
     max_epochs: int = 100
@@ -71,13 +76,73 @@ def _predict(model: nn.Module, inputs: dict[str, torch.Tensor], rows: np.ndarray
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 
-def _selection_score(y: np.ndarray, p: np.ndarray) -> float:
-    """Validation AUPRC; minus the log loss when the validation split has a single class."""
-    score = auprc(y, p)
-    if np.isnan(score):
-        eps = 1e-7
-        score = float(np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
-    return score
+def _minus_log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    eps = 1e-7
+    return float(np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
+
+
+def _selection_score(y: np.ndarray, p: np.ndarray, selection: str = "auprc") -> float:
+    """Validation AUPRC (minus the log loss when the validation split has a single class), or minus the log loss."""
+    score = auprc(y, p) if selection == "auprc" else float("nan")
+    return _minus_log_loss(y, p) if np.isnan(score) else score
+
+
+def _stages(model: nn.Module) -> list:
+    """The model's training stages; one stage fitting everything for the models that define none."""
+    from emerge_ehr.model.late_fusion import Stage
+
+    return model.training_stages() if hasattr(model, "training_stages") else [Stage("all", model, "auprc")]
+
+
+def _fit_stage(model: nn.Module, stage, x: dict[str, torch.Tensor], y: torch.Tensor, labels: np.ndarray,
+               parts: dict[str, np.ndarray], settings: TrainSettings, device: torch.device,
+               generator: torch.Generator, history: list[dict]) -> tuple[int, float]:
+    """Train ``stage.module`` (the rest of ``model`` frozen) until its validation score stops improving; keep its
+    best epoch's weights. Returns the best epoch and score."""
+    fitted = set(stage.module.parameters())
+    for parameter in model.parameters():
+        parameter.requires_grad_(parameter in fitted)
+    optimiser = torch.optim.AdamW(stage.module.parameters(), lr=getattr(settings, stage.rate),
+                                  weight_decay=settings.weight_decay)
+    loss_fn = nn.BCEWithLogitsLoss()
+    train_idx = torch.from_numpy(parts["train"])
+    y_val = labels[parts["val"]]
+    best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
+    for epoch in range(1, settings.max_epochs + 1):
+        started = time.perf_counter()
+        model.eval()
+        stage.module.train()  # dropout only where weights are fitted: a frozen stage predicts as it will at test
+        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
+        total = 0.0
+        for start in range(0, len(order), settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            yb = y[batch].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = loss_fn(model(**_batch(x, batch, device)).float(), yb)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(batch)
+        p_val = _predict(model, x, parts["val"], settings.batch_size, device)
+        score = _selection_score(y_val, p_val, stage.selection)
+        seconds = time.perf_counter() - started
+        history.append({
+            "stage": stage.name, "epoch": epoch, "train_loss": total / len(order), "val_auprc": auprc(y_val, p_val),
+            "val_auroc": auroc(y_val, p_val), "seconds": seconds, "stays_per_second": len(order) / seconds,
+        })
+        log.info(
+            "%s epoch %d/%d train_loss=%.4f val_auprc=%.4f (%.1f s)",
+            stage.name, epoch, settings.max_epochs, history[-1]["train_loss"], history[-1]["val_auprc"], seconds,
+        )
+        if score > best_score:
+            best_score, best_state, best_epoch, stale = score, copy.deepcopy(stage.module.state_dict()), epoch, 0
+        else:
+            stale += 1
+            if stale >= settings.patience:
+                log.info("%s: early stop after epoch %d (best epoch %d)", stage.name, epoch, best_epoch)
+                break
+    stage.module.load_state_dict(best_state)
+    return best_epoch, best_score
 
 
 def train(
@@ -109,61 +174,26 @@ def train(
     text_dim = x["notes"].shape[-1] if "notes" in x else x["summary"].shape[-1] if "summary" in x else 0
     model = build_model(settings.model, n_inputs, settings.hidden_size, settings.dropout, text_dim, settings.heads)
     model = model.to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    loss_fn = nn.BCEWithLogitsLoss()
     generator = torch.Generator().manual_seed(settings.seed)
-    train_idx = torch.from_numpy(parts["train"])
-    y_val = labels[parts["val"]]
-    best_score, best_state, best_epoch, stale = -np.inf, None, 0, 0
-    history = []
-    for epoch in range(1, settings.max_epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
-        total = 0.0
-        for start in range(0, len(order), settings.batch_size):
-            batch = order[start : start + settings.batch_size]
-            yb = y[batch].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = loss_fn(model(**_batch(x, batch, device)).float(), yb)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(batch)
-        p_val = _predict(model, x, parts["val"], settings.batch_size, device)
-        score = _selection_score(y_val, p_val)
-        seconds = time.perf_counter() - started
-        history.append({
-            "epoch": epoch, "train_loss": total / len(order), "val_auprc": auprc(y_val, p_val),
-            "val_auroc": auroc(y_val, p_val), "seconds": seconds, "stays_per_second": len(order) / seconds,
-        })
-        log.info(
-            "epoch %d/%d train_loss=%.4f val_auprc=%.4f (%.1f s)",
-            epoch, settings.max_epochs, history[-1]["train_loss"], history[-1]["val_auprc"], seconds,
-        )
-        if score > best_score:
-            best_score, best_state, best_epoch, stale = score, copy.deepcopy(model.state_dict()), epoch, 0
-        else:
-            stale += 1
-            if stale >= settings.patience:
-                log.info("early stop after epoch %d (best epoch %d)", epoch, best_epoch)
-                break
-    model.load_state_dict(best_state)
+    history, stages = [], {}
+    for stage in _stages(model):
+        best_epoch, best_score = _fit_stage(model, stage, x, y, labels, parts, settings, device, generator, history)
+        stages[stage.name] = {"best_epoch": best_epoch, "best_val_score": best_score, "selection": stage.selection}
+    best_state = model.state_dict()
     torch.save({"state_dict": best_state, "settings": asdict(settings), "n_inputs": n_inputs, "text_dim": text_dim},
                out_dir / "model.pt")
     pl.DataFrame(history, schema=HISTORY_SCHEMA).write_csv(out_dir / "history.csv")
-    rows = []
-    for name in ("val", "test"):
-        idx = parts[name]
-        rows.append(pl.DataFrame({
-            "stay_id": stay_ids[idx].astype(np.int64),
-            "split": [name] * len(idx),
-            "label": labels[idx].astype(np.int8),
-            "probability": _predict(model, x, idx, settings.batch_size, device).astype(np.float64),
-        }, schema=PREDICTION_SCHEMA))
-    pl.concat(rows).write_parquet(out_dir / "predictions.parquet")
+    predicted = {name: _predict(model, x, parts[name], settings.batch_size, device) for name in ("val", "test")}
+    pl.concat([pl.DataFrame({
+        "stay_id": stay_ids[parts[name]].astype(np.int64),
+        "split": [name] * len(parts[name]),
+        "label": labels[parts[name]].astype(np.int8),
+        "probability": p.astype(np.float64),
+    }, schema=PREDICTION_SCHEMA) for name, p in predicted.items()]).write_parquet(out_dir / "predictions.parquet")
     summary = {
         "best_epoch": best_epoch, "epochs_run": len(history), "best_val_score": best_score,
+        "val_auprc": auprc(labels[parts["val"]], predicted["val"]),
+        **({"stages": stages} if len(stages) > 1 else {}),
         "device": str(device), "train_stays": len(parts["train"]),
         "stays_per_second": float(np.mean([h["stays_per_second"] for h in history])),
         "settings": asdict(settings),
