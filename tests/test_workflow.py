@@ -277,6 +277,9 @@ def test_llm_stages_run_the_real_engine_in_shards_and_rerun_without_calls(tmp_pa
     stays = pl.read_parquet(results / "cohort.parquet").height
     assert summaries.height == 2 * stays and summaries.get_column("status").is_in(["ok", "empty", "failed"]).all()
     assert summaries.filter(pl.col("status") == "ok").height > 0
+    # late fusion through the workflow: the GRU's stage, then the text's, with the text stage's own learning rate
+    late = json.loads((results / "models/mortality/emerge_late/seed0/summary.json").read_text())
+    assert list(late["stages"]) == ["series", "text"] and late["settings"]["text_learning_rate"] == 0.01
     first = [json.loads((results / f"{stage}/shard{i}.json").read_text()) for stage in ("entities/llm", "summaries")
              for i in range(2)]
     assert sum(s["calls"] for s in first) > 0
