@@ -155,7 +155,8 @@ def report(workdir: Path, dataset: str) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("\nnodes per condition: " + "; ".join(
             f"{c}: {', '.join(sorted(condition_nodes(aligned, c).values())) or 'none'}" for c in NOTE_ONLY))
-        models = ("oracle", "note_only", "knowledge_only", "ts_note", "ts_knowledge", "emerge_knowledge", "emerge")
+        models = ("oracle", "note_only", "knowledge_only", "ts_note", "ts_knowledge", "emerge_knowledge", "emerge",
+                  "ts_note_late", "ts_knowledge_late", "ts_nodes_late", "emerge_knowledge_late", "emerge_late")
         gains = [f"{m} {g}" for m in models if (g := gain(results / "metrics", task, m)) != "-"]
         lines.append(f"\nAUPRC gain over the reference (x100, paired 95 % CI): {'; '.join(gains) or 'none'}")
     return "\n".join(lines) + "\n"
