@@ -25,8 +25,8 @@ from emerge_ehr.model.sequence import build_model
 log = logging.getLogger(__name__)
 
 PREDICTION_SCHEMA = {"stay_id": pl.Int64, "split": pl.String, "label": pl.Int8, "probability": pl.Float64}
-HISTORY_SCHEMA = {"stage": pl.String, "epoch": pl.Int64, "train_loss": pl.Float64, "val_auprc": pl.Float64, "val_auroc": pl.Float64,
-                  "seconds": pl.Float64, "stays_per_second": pl.Float64}
+HISTORY_SCHEMA = {"stage": pl.String, "epoch": pl.Int64, "train_loss": pl.Float64, "val_auprc": pl.Float64,
+                  "val_auroc": pl.Float64, "seconds": pl.Float64, "stays_per_second": pl.Float64}
 
 
 @dataclass(frozen=True)
