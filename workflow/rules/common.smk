@@ -258,7 +258,8 @@ MODEL_SUMMARY_METHOD = {
 }
 # the models that read embeddings/{task}.npz; the *_nodes ones read the retrieved nodes (context.parquet, always
 # built), whatever summaries.method says
-TEXT_MODELS = ("ts_note", "note_only", "ts_note_late", *MODEL_SUMMARY_METHOD, "ts_nodes", "emerge_nodes", "ts_nodes_late")
+TEXT_MODELS = ("ts_note", "note_only", "ts_note_late", *MODEL_SUMMARY_METHOD, "ts_nodes", "emerge_nodes",
+               "ts_nodes_late")
 
 
 def check_summary_methods():
