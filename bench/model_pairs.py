@@ -15,20 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from emerge_ehr.evaluate.ablations import model_runs  # noqa: E402
 from emerge_ehr.evaluate.report import evaluate_predictions  # noqa: E402
 
-
-def runs(results: Path, task: str, model: str, folds: int, seeds: list[int]) -> list:
-    """One run per seed: its predictions file, or with folds its fold files."""
-    if folds > 1:
-        return [[results / f"folds/fold{k}/models/{task}/{model}/seed{s}/predictions.parquet" for k in range(folds)]
-                for s in seeds]
-    return [results / f"models/{task}/{model}/seed{s}/predictions.parquet" for s in seeds]
+from ablations import run_settings  # noqa: E402  (beside this script)
 
 
 def pair_rows(results: Path, tasks: list[str], pairs: list[tuple[str, str]], folds: int, seeds: list[int],
@@ -36,8 +29,8 @@ def pair_rows(results: Path, tasks: list[str], pairs: list[tuple[str, str]], fol
     rows = ["| model | against | task | AUROC difference | AUPRC difference |", "|---|---|---|---|---|"]
     for task in tasks:
         for model, reference in pairs:
-            result = evaluate_predictions(runs(results, task, model, folds, seeds), task, model, resamples, level,
-                                          seed, runs(results, task, reference, folds, seeds), reference)
+            result = evaluate_predictions(model_runs(results, task, model, folds, seeds), task, model, resamples,
+                                          level, seed, model_runs(results, task, reference, folds, seeds), reference)
             cells = []
             for metric in ("auroc", "auprc"):
                 d = result["versus_reference"]["metrics"][metric]
@@ -52,13 +45,11 @@ def main(argv=None) -> None:
     parser.add_argument("--dataset", help="default: the config's first dataset")
     parser.add_argument("pairs", nargs="+", help="model:reference")
     args = parser.parse_args(argv)
-    config = yaml.safe_load(Path(args.configfile).read_text())
-    defaults = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    evaluate = defaults.get("evaluate", {}) | config.get("evaluate", {})
-    train = defaults.get("train", {}) | config.get("train", {})
-    dataset = args.dataset or next(iter(config["datasets"]))
+    settings = run_settings(args.configfile)
+    evaluate, train = settings["evaluate"], settings["train"]
+    dataset = args.dataset or next(iter(settings["datasets"]))
     pairs = [tuple(pair.split(":", 1)) for pair in args.pairs]
-    rows = pair_rows(REPO / "results" / dataset, config.get("tasks", defaults["tasks"]), pairs,
+    rows = pair_rows(REPO / "results" / dataset, settings["tasks"], pairs,
                      evaluate.get("folds", 1), train["seeds"], evaluate["bootstrap_resamples"],
                      evaluate["confidence_level"], evaluate["seed"])
     print("\n".join(rows))

@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 import torch
 
-from emerge_ehr.model.emerge import EMERGE, VARIANTS, CrossAttention, masked_mean
-from emerge_ehr.model.sequence import SEQUENCE_MODELS, build_model
+from emerge_ehr.model.emerge import CrossAttention, masked_mean
+from emerge_ehr.model.registry import build_model
 from emerge_ehr.model.train import TrainSettings, train
+from emerge_ehr.model.variants import JOINT_MODELS, NEURAL_MODELS, VARIANTS
 
 
 def batch(n=3, k=4, d=16, with_notes=(True, False, True), node_counts=(3, 0, 1), max_nodes=5):
@@ -30,16 +31,59 @@ def batch(n=3, k=4, d=16, with_notes=(True, False, True), node_counts=(3, 0, 1),
     }
 
 
-@pytest.mark.parametrize("name", list(VARIANTS) + list(SEQUENCE_MODELS))
-def test_every_model_gives_one_finite_logit_per_stay_even_for_a_batch_of_one(name):
-    model = build_model(name, 61, 32, 0.1, text_dim=16, heads=4).eval()
+@pytest.mark.parametrize("name", NEURAL_MODELS)
+@pytest.mark.parametrize("schedule", ["staged", "joint"])
+def test_the_registry_builds_every_model_and_each_gives_one_finite_logit_per_stay(name, schedule):
+    model = build_model(name, 61, 32, 0.1, text_dim=16, heads=4, schedule=schedule).eval()
     for n in (3, 1):
         out = model(**batch(n))
         assert out.shape == (n,) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="unknown model 'emerge_typo'"):
+        build_model("emerge_typo", 61, 32, 0.1)
 
 
-def test_masked_text_slots_do_not_change_the_prediction():
-    model = EMERGE(61, 16, hidden_size=32, heads=4, dropout=0.0).eval()
+STAGED = [name for name in VARIANTS if f"{name}_joint" in JOINT_MODELS]
+
+
+@pytest.mark.parametrize("name", STAGED)
+def test_a_staged_fusion_model_starts_as_the_gru_baseline_and_a_joint_one_trains_at_once(name):
+    """Staged: the GRU baseline with the same initial weights (same seed), and a fusion logit that starts at zero;
+    the ``_joint`` name is the paper's model, one stage."""
+    torch.manual_seed(5)
+    gru = build_model("gru", 61, 32, 0.1).eval()
+    torch.manual_seed(5)
+    staged = build_model(name, 61, 32, 0.1, text_dim=16, heads=4, schedule="staged").eval()
+    after_staged = torch.rand(1)
+    torch.manual_seed(5)
+    build_model("gru", 61, 32, 0.1)
+    assert torch.equal(after_staged, torch.rand(1))  # the fusion network draws nothing the GRU's training would
+    for key, weight in gru.state_dict().items():
+        assert torch.equal(staged.state_dict()[f"series_model.{key}"], weight)
+    inputs = batch()
+    torch.testing.assert_close(staged(**inputs), gru(inputs["series"]), rtol=0, atol=0)
+    assert [stage.name for stage in staged.training_stages()] == ["series", "text"]
+    text_stage = staged.training_stages()[1]
+    assert text_stage.selection == "loss" and not set(text_stage.module.parameters()) & set(gru.parameters())
+    assert len(list(text_stage.module.parameters())) + len(list(staged.series_model.parameters())) == len(
+        list(staged.parameters()))
+    joint = build_model(f"{name}_joint", 61, 32, 0.1, text_dim=16, heads=4, schedule="staged")
+    assert [stage.name for stage in joint.training_stages()] == ["all"] and not hasattr(joint, "series_model")
+
+
+def fusion_model(name: str, schedule: str) -> torch.nn.Module:
+    """A fusion model whose text moves its logit: a staged one's zero-initialised last layer drawn at random."""
+    model = build_model(name, 61, 32, 0.0, text_dim=16, heads=4, schedule=schedule).eval()
+    if getattr(model, "staged", False):
+        torch.nn.init.normal_(model.head.net[-1].weight)
+    return model
+
+
+SCHEDULES = pytest.mark.parametrize("schedule", ["staged", "joint"])
+
+
+@SCHEDULES
+def test_masked_text_slots_do_not_change_the_prediction(schedule):
+    model = fusion_model("emerge", schedule)
     inputs = batch()
     before = model(**inputs)
     inputs["notes"][1] = torch.randn_like(inputs["notes"][1]) * 100  # stay 1 has no notes: all slots masked
@@ -47,16 +91,17 @@ def test_masked_text_slots_do_not_change_the_prediction():
     inputs["summary"][2] = 1e3  # stay 2 has no summary
     after = model(**inputs)
     torch.testing.assert_close(before, after)
-    knowledge = build_model("emerge_knowledge", 61, 32, 0.0, text_dim=16, heads=4).eval()
+    knowledge = fusion_model("emerge_knowledge", schedule)
     before = knowledge(**inputs)
     inputs["knowledge"][1] = 1e3  # stay 1 has no knowledge text
     inputs["summary"] = inputs["summary"] * 100  # a model reading the knowledge text ignores the summary
     torch.testing.assert_close(before, knowledge(**inputs))
 
 
+@SCHEDULES
 @pytest.mark.parametrize("name", ["ts_nodes", "emerge_nodes"])
-def test_node_models_read_one_token_per_node_and_ignore_masked_slots(name):
-    model = build_model(name, 61, 32, 0.0, text_dim=16, heads=4).eval()
+def test_node_models_read_one_token_per_node_and_ignore_masked_slots(name, schedule):
+    model = fusion_model(name, schedule)
     assert model.text_type.num_embeddings == 4 and model.node_projection is not None
     assert build_model("emerge", 61, 32, 0.0, text_dim=16, heads=4).text_type.num_embeddings == 3
     inputs = batch()
@@ -103,9 +148,15 @@ def test_late_fusion_is_the_series_logit_plus_a_linear_score_of_each_text_token(
         torch.testing.assert_close(model(**without_text), model.series(inputs["series"]))
 
 
-def test_late_fusion_trains_the_gru_baseline_first_then_only_the_text_against_it(tmp_path):
+@pytest.mark.parametrize("name, series_prefix, text_weight", [
+    ("emerge_knowledge_late", "series.", "text.knowledge.weight"),
+    ("emerge_knowledge", "series_model.", "head.net.3.weight"),  # staged cross-attention: its last layer
+    ("emerge_concat", "series_model.", "head.net.3.weight"),
+])
+def test_staged_training_fits_the_gru_baseline_first_then_only_the_text_against_it(tmp_path, name, series_prefix,
+                                                                                   text_weight):
     """Stage one gives exactly the weights of the gru baseline (same seed); stage two leaves them as they are and
-    learns the text, where the label is planted, so that the late model beats the GRU on validation."""
+    learns the text, where the label is planted, so that the staged model beats the GRU on validation."""
     rng = np.random.default_rng(0)
     n, d = 300, 16
     y = rng.integers(0, 2, n).astype(float)
@@ -114,36 +165,42 @@ def test_late_fusion_trains_the_gru_baseline_first_then_only_the_text_against_it
     knowledge = rng.normal(size=(n, d)).astype(np.float32)
     knowledge[:, 0] += 2.0 * y
     inputs = {"series": series, "notes": rng.normal(size=(n, 2, d)).astype(np.float32),
-              "notes_mask": np.ones((n, 2), bool), "knowledge": knowledge, "knowledge_mask": np.ones(n, bool)}
+              "notes_mask": np.ones((n, 2), bool), "knowledge": knowledge, "knowledge_mask": np.ones(n, bool),
+              "summary": rng.normal(size=(n, d)).astype(np.float32), "summary_mask": np.ones(n, bool)}
+    if name == "emerge_concat":  # reads the summary: plant the label there
+        inputs["summary"], inputs["knowledge"] = inputs["knowledge"], inputs["summary"]
     splits = np.array(["train"] * 200 + ["val"] * 50 + ["test"] * 50)
     common = dict(hidden_size=16, max_epochs=12, patience=4, batch_size=32, device="cpu")
     gru = train(inputs, y, splits, np.arange(n), TrainSettings(model="gru", **common), tmp_path / "gru")
-    late = train(inputs, y, splits, np.arange(n), TrainSettings(model="emerge_knowledge_late", **common),
-                 tmp_path / "late")
+    staged = train(inputs, y, splits, np.arange(n), TrainSettings(model=name, **common), tmp_path / "staged")
     gru_weights = torch.load(tmp_path / "gru/model.pt")["state_dict"]
-    late_weights = torch.load(tmp_path / "late/model.pt")["state_dict"]
-    for name, weight in gru_weights.items():
-        torch.testing.assert_close(late_weights[f"series.{name}"], weight, rtol=0, atol=0)
-    assert late["stages"]["series"]["best_epoch"] == gru["best_epoch"]
+    staged_weights = torch.load(tmp_path / "staged/model.pt")["state_dict"]
+    for key, weight in gru_weights.items():
+        torch.testing.assert_close(staged_weights[f"{series_prefix}{key}"], weight, rtol=0, atol=0)
+    assert staged["stages"]["series"]["best_epoch"] == gru["best_epoch"]
     # the text stage chose its epoch by validation log loss (a negative score), not by AUPRC (a positive one)
-    assert late["stages"]["text"]["selection"] == "loss" and late["stages"]["text"]["best_val_score"] < 0
-    assert late_weights["text.knowledge.weight"].abs().sum() > 0
-    assert late["val_auprc"] > gru["val_auprc"] + 0.1
-    history = pl.read_csv(tmp_path / "late/history.csv")
+    assert staged["stages"]["text"]["selection"] == "loss" and staged["stages"]["text"]["best_val_score"] < 0
+    assert staged_weights[text_weight].abs().sum() > 0
+    assert staged["val_auprc"] > gru["val_auprc"] + 0.1
+    history = pl.read_csv(tmp_path / "staged/history.csv")
     assert history.get_column("stage").unique(maintain_order=True).to_list() == ["series", "text"]
+    predictions = pl.read_parquet(tmp_path / "gru/predictions.parquet")
+    assert predictions.height == 100  # validation and test
 
 
-def test_a_stay_without_nodes_is_predicted_as_one_without_node_slots():
+@SCHEDULES
+def test_a_stay_without_nodes_is_predicted_as_one_without_node_slots(schedule):
     """ts_nodes on a stay with no node tokens: whatever fills its masked slots, the same as a stay whose node
     slots are all empty zeros (its text side is zero, the series alone decides)."""
-    model = build_model("ts_nodes", 61, 32, 0.0, text_dim=16, heads=4).eval()
+    model = fusion_model("ts_nodes", schedule)
     inputs = batch(1, node_counts=(0,))
     zeros = model(**(inputs | {"nodes": torch.zeros_like(inputs["nodes"])}))
     torch.testing.assert_close(zeros, model(**(inputs | {"nodes": torch.randn_like(inputs["nodes"]) * 1e3})))
 
 
-def test_a_stay_without_any_text_is_predicted_from_its_series():
-    model = EMERGE(61, 16, hidden_size=32, heads=4, dropout=0.0).eval()
+@SCHEDULES
+def test_a_stay_without_any_text_is_predicted_from_its_series(schedule):
+    model = fusion_model("emerge", schedule)
     inputs = batch(1, with_notes=(False,))
     inputs["summary_mask"][:] = False
     first = model(**inputs)
@@ -177,10 +234,13 @@ def test_emerge_training_is_deterministic_and_uses_the_text(tmp_path):
     inputs = {"series": series, "notes": np.zeros((n, 2, d), np.float32), "notes_mask": np.zeros((n, 2), bool),
               "summary": summary, "summary_mask": np.ones(n, bool)}
     splits = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
-    settings = TrainSettings(model="emerge", hidden_size=16, max_epochs=8, patience=4, batch_size=32, device="cpu")
-    a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
-    b = train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")
-    assert a["best_val_score"] == b["best_val_score"] and a["best_val_score"] > 0.8
+    for schedule in ("staged", "joint"):
+        settings = TrainSettings(model="emerge", hidden_size=16, max_epochs=8, patience=4, batch_size=32,
+                                 device="cpu", schedule=schedule)
+        a = train(inputs, y, splits, np.arange(n), settings, tmp_path / schedule / "a")
+        b = train(inputs, y, splits, np.arange(n), settings, tmp_path / schedule / "b")
+        assert (a["best_val_score"], a["val_auprc"]) == (b["best_val_score"], b["val_auprc"]), schedule
+        assert a["val_auprc"] > 0.8, schedule
 
 
 @pytest.mark.parametrize("name", ["ts_nodes", "emerge_nodes", "ts_nodes_late"])
@@ -216,8 +276,8 @@ def test_knowledge_models_train_and_read_the_knowledge_text_not_the_summary(tmp_
     # 16 epochs: the late-fusion model learns one linear score per token, slower than the attention models
     settings = TrainSettings(model=name, hidden_size=16, max_epochs=16, patience=8, batch_size=32, device="cpu")
     a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
-    assert a["best_val_score"] > 0.8
-    assert train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")["best_val_score"] == a["best_val_score"]
+    assert a["val_auprc"] > 0.8
+    assert train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")["val_auprc"] == a["val_auprc"]
 
 
 def test_the_config_schema_names_every_model():
@@ -228,4 +288,4 @@ def test_the_config_schema_names_every_model():
 
     schema = yaml.safe_load((Path(__file__).parents[1] / "config" / "schema.yaml").read_text())
     names = set(schema["$defs"]["model_name"]["enum"])
-    assert names == {*VARIANTS, *SEQUENCE_MODELS, *CLASSIC_MODELS, "oracle"}
+    assert names == {*NEURAL_MODELS, *CLASSIC_MODELS, "oracle"}

@@ -72,7 +72,7 @@ def test_paired_difference_is_zero_for_the_same_model_and_positive_for_a_better_
     sharp = [np.clip(y * 0.6 + rng.random(300) * 0.4, 0, 1) for _ in range(2)]
     indices = bootstrap_indices(len(y), 200, seed=0)
     same = paired_difference(y, noisy, noisy, indices)
-    assert same["auprc"] == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "resamples": 200}
+    assert same["auprc"] == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "std": 0.0, "resamples": 200}
     better = paired_difference(y, sharp, noisy, indices)
     expected = np.mean([auprc(y, p) for p in sharp]) - np.mean([auprc(y, p) for p in noisy])
     assert better["auprc"]["difference"] == pytest.approx(expected)

@@ -1,5 +1,6 @@
-"""Datasets without notes, or with few: text stages run on empty inputs, text models without text are skipped
-with a reason, and the tables say how many stays had text."""
+"""Datasets without notes, or with few: text stages run on empty inputs, text models without any of their text
+are skipped with a reason, those with some of it train on what they have, and the tables say how many stays had
+text and what each model read."""
 
 from __future__ import annotations
 
@@ -80,10 +81,22 @@ def test_text_model_without_notes_is_skipped_with_every_output_in_its_schema(tmp
     assert predictions.height == 0 and dict(predictions.schema) == PREDICTION_SCHEMA
     assert pl.read_csv(out / "history.csv").columns == list(HISTORY_SCHEMA)
     assert torch.load(out / "model.pt", weights_only=False)["skipped"] == summary["skipped"]
-    assert _train(tmp_path, "emerge", embeddings)["skipped"] == "no stay has a note usable for mortality"
     # The summaries carry knowledge from abnormal values: the models that read only them and the series train.
     assert "skipped" not in _train(tmp_path, "ts_summary", embeddings)
     assert "skipped" not in _train(tmp_path, "gru", None)
+
+
+def test_emerge_without_notes_trains_on_the_series_and_the_summary_and_says_so(tmp_path):
+    """The MIMIC-III demo as distributed has no notes: EMERGE still has a time series and a summary per stay,
+    so it trains on those (notes masked), staged or joint, and its tables say what it read."""
+    _cohort(tmp_path)
+    embeddings = _embeddings(tmp_path, [], list(range(N_STAYS)))
+    for model in ("emerge", "emerge_joint", "emerge_late", "emerge_concat"):
+        trained = _train(tmp_path, model, embeddings)
+        assert "skipped" not in trained and trained["inputs"] == "no notes: series + summary", model
+        assert pl.read_parquet(tmp_path / model / "predictions.parquet").height == 40
+    assert "inputs" not in _train(tmp_path, "ts_summary", embeddings)
+    assert _train(tmp_path, "emerge_knowledge", embeddings)["inputs"] == "no notes: series + knowledge text"
 
 
 def test_knowledge_models_are_skipped_without_findings_and_train_with_them(tmp_path):
@@ -92,7 +105,7 @@ def test_knowledge_models_are_skipped_without_findings_and_train_with_them(tmp_p
     reason = "no stay has an abnormal finding or a matched condition for mortality"
     assert _train(tmp_path, "ts_knowledge", nothing_found)["skipped"] == reason
     assert _train(tmp_path, "emerge_knowledge", nothing_found)["skipped"] == (
-        f"no stay has a note usable for mortality; {reason}")
+        f"no stay has a note usable for mortality; {reason}")  # none of its texts: nothing to add to the GRU
     trained = _train(tmp_path, "knowledge_only", _embeddings(tmp_path, [], list(range(N_STAYS))))
     assert "skipped" not in trained and trained["text"]["knowledge"] == {"stays": N_STAYS, "share": 1.0}
 
@@ -109,7 +122,7 @@ def test_node_models_are_skipped_without_a_training_stay_with_nodes_and_train_wi
     assert only_test["text"]["nodes"] == {"stays": 2, "share": 2 / N_STAYS}
     # Nodes need no knowledge text of findings nor a summary: a stay's node tokens are enough.
     trained = _train(tmp_path, "ts_nodes", _embeddings(tmp_path, [], [], [3, 50, 110]), "few")
-    assert "skipped" not in trained and trained["epochs_run"] == 2
+    assert "skipped" not in trained and trained["epochs_run"] == 4  # staged: two epochs of the GRU, two of the text
     assert trained["text"]["nodes"] == {"stays": 3, "share": 3 / N_STAYS}
     assert pl.read_parquet(tmp_path / "few" / "predictions.parquet").height == 40
 
@@ -122,12 +135,13 @@ def test_few_notes_train_normally_and_notes_outside_training_do_not_count(tmp_pa
     assert pl.read_parquet(tmp_path / "note_only" / "predictions.parquet").height == 40
     only_test = _train(tmp_path, "ts_note", _embeddings(tmp_path, [110], []), "only_test")
     assert only_test["skipped"] == "no training stay has a note usable for mortality"
-    no_summary = _train(tmp_path, "emerge", _embeddings(tmp_path, [], []), "nothing")
+    no_summary = _train(tmp_path, "emerge", _embeddings(tmp_path, [], []), "nothing")  # neither text it reads
     assert no_summary["skipped"] == ("no stay has a note usable for mortality; no stay has a non-empty summary for"
                                      " mortality")
 
 
-def _run(tmp_path, model: str, probabilities: np.ndarray | None, skipped: str | None = None) -> list[str]:
+def _run(tmp_path, model: str, probabilities: np.ndarray | None, skipped: str | None = None,
+         inputs: str | None = None) -> list[str]:
     """One seed's predictions and summary.json as the train job writes them."""
     out = tmp_path / model / "seed0"
     out.mkdir(parents=True)
@@ -139,7 +153,7 @@ def _run(tmp_path, model: str, probabilities: np.ndarray | None, skipped: str | 
     frame.write_parquet(out / "predictions.parquet")
     text = {"stays": 200, "notes": {"stays": 0, "share": 0.0}, "summary": {"stays": 150, "share": 0.75}}
     summary = {"train_stays": 140} | ({"skipped": skipped} if skipped else {}) | (
-        {"text": text} if model != "gru" else {})
+        {"text": text} if model != "gru" else {}) | ({"inputs": inputs} if inputs else {})
     (out / "summary.json").write_text(json.dumps(summary))
     return [str(out / "predictions.parquet")]
 
@@ -151,7 +165,9 @@ def test_skipped_models_carry_their_reason_into_metrics_and_tables(tmp_path):
     ts_summary = _run(tmp_path, "ts_summary", rng.random(40))
     reason = "no stay has a note usable for mortality"
     note_only = _run(tmp_path, "note_only", None, reason)
+    emerge = _run(tmp_path, "emerge", rng.random(40), inputs="no notes: series + summary")
     results = {
+        "emerge": evaluate_predictions(emerge, "mortality", "emerge", 50, 0.95, 0, gru, "gru"),
         "gru": evaluate_predictions(gru, "mortality", "gru", 50, 0.95, 0),
         "ts_summary": evaluate_predictions(ts_summary, "mortality", "ts_summary", 50, 0.95, 0, gru, "gru"),
         "note_only": evaluate_predictions(note_only, "mortality", "note_only", 50, 0.95, 0, gru, "gru"),
@@ -163,7 +179,8 @@ def test_skipped_models_carry_their_reason_into_metrics_and_tables(tmp_path):
     assert results["against_skipped"]["versus_reference"] == {"model": "note_only", "skipped": reason}
     assert results["ts_summary"]["text"]["summary"]["stays"] == 150 and "text" not in results["gru"]
     files = []
-    for model in ("gru", "ts_summary", "note_only"):
+    assert results["emerge"]["inputs"] == "no notes: series + summary" and "inputs" not in results["ts_summary"]
+    for model in ("gru", "ts_summary", "note_only", "emerge"):
         write_json(results[model], tmp_path / f"{model}.json")
         files.append(tmp_path / f"{model}.json")
     table = comparison_table(files)
@@ -171,13 +188,15 @@ def test_skipped_models_carry_their_reason_into_metrics_and_tables(tmp_path):
         reason, None, 0)
     markdown = markdown_table(table)
     assert f"| mortality | note_only | - | - | skipped: {reason} | - | - | - | - |" in markdown
+    assert "| mortality | emerge (no notes: series + summary) | 40 |" in markdown
     assert "50.00 [50.00, 50.00]" not in markdown
     assert ("Stays with text (mortality): 0 of 200 (0.0 %) with a note usable for the task, 150 of 200 (75.0 %)"
             " with a non-empty summary,") in markdown
-    paper = paper_table(files, ["gru", "ts_summary", "note_only"], ["mortality"])
-    assert paper.get_column("mortality_skipped").to_list() == [None, None, reason]
+    paper = paper_table(files, ["gru", "ts_summary", "note_only", "emerge"], ["mortality"])
+    assert paper.get_column("mortality_skipped").to_list() == [None, None, reason, None]
     paper_md = paper_markdown(paper, ["mortality"], "gru", 0.95)
     assert f"| note_only | skipped: {reason} | - | - | - |" in paper_md
+    assert "emerge, mortality: no notes: series + summary." in paper_md
 
 
 def test_scarcity_and_plots_leave_skipped_runs_out(tmp_path):
@@ -249,7 +268,7 @@ def test_llm_entities_of_no_notes_is_an_empty_table_without_calls(tmp_path):
 @pytest.mark.slow
 def test_workflow_on_a_dataset_without_notes(tmp_path):
     """A MIMIC-IV database without its note module runs end to end, the summaries written by the real engine:
-    note models skipped, the others trained."""
+    note models skipped, the others trained, EMERGE on what it has."""
     pytest.importorskip("vllm")
     from emerge_ehr.data.synthetic import generate
 
@@ -273,7 +292,10 @@ def test_workflow_on_a_dataset_without_notes(tmp_path):
     assert "notes: 0 source notes" in (tmp_path / "logs" / "nonotes" / "notes.log").read_text()
     metrics = {m: json.loads((results / "metrics" / "mortality" / f"{m}.json").read_text()) for m in config["models"]}
     reason = "no stay has a note usable for mortality"
-    assert metrics["note_only"]["skipped"] == reason and metrics["emerge"]["skipped"] == reason
+    assert metrics["note_only"]["skipped"] == reason
+    # EMERGE has a series and a summary per stay: it trains on those and says so (ts_summary has all it reads)
+    assert "skipped" not in metrics["emerge"] and metrics["emerge"]["inputs"] == "no notes: series + summary"
+    assert "inputs" not in metrics["ts_summary"]
     assert metrics["note_only"]["text"]["notes"] == {"stays": 0, "share": 0.0}
     stays = metrics["note_only"]["text"]["stays"]
     gru = json.loads((results / "models" / "mortality" / "gru" / "seed0" / "summary.json").read_text())
@@ -283,5 +305,6 @@ def test_workflow_on_a_dataset_without_notes(tmp_path):
     table = (results / "metrics" / "summary.md").read_text()
     assert f"| mortality | note_only | - | - | skipped: {reason} |" in table
     assert f"Stays with text (mortality): 0 of {stays} (0.0 %) with a note usable for the task" in table
-    assert f"| emerge | skipped: {reason} |" in (results / "metrics" / "paper_table.md").read_text()
+    assert "| mortality | emerge (no notes: series + summary) |" in table
+    assert "emerge, mortality: no notes: series + summary." in (results / "metrics" / "paper_table.md").read_text()
     assert planned_rules(snakemake(tmp_path, config, "--dry-run", *wanted)) == set()

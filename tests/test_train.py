@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 import torch
 
-from emerge_ehr.model.sequence import GRUClassifier
+from emerge_ehr.model.sequence import SequenceClassifier
 from emerge_ehr.model.train import TrainSettings, resolve_device, train
 
 
@@ -21,7 +21,7 @@ def planted(n=300, seed=0):
 
 
 def test_shapes_including_a_batch_of_one():
-    model = GRUClassifier(61, hidden_size=16)
+    model = SequenceClassifier("gru", 61, hidden_size=16)
     assert model(torch.zeros(1, 48, 61)).shape == (1,)
     assert model(torch.zeros(7, 48, 61)).shape == (7,)
 

@@ -217,12 +217,13 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
           out_dir: str | Path, threads: int) -> None:
     """Train one model, or skip a text model that no training stay has text for (its reason in summary.json).
 
-    Text models also record how many of the cohort's stays have each kind of text (``text`` in summary.json).
+    Text models also record how many of the cohort's stays have each kind of text (``text`` in summary.json),
+    and, where no training stay had some of the kinds a model reads, what it read instead (``inputs``).
     """
     import torch
 
     from emerge_ehr.model.scarcity import subsample_training
-    from emerge_ehr.model.text_coverage import skip_reason, text_coverage
+    from emerge_ehr.model.text_coverage import read_inputs, skip_reason, text_coverage
     from emerge_ehr.model.train import TrainSettings, skip_training
     from emerge_ehr.model.train import train as train_model
 
@@ -257,8 +258,12 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
         log.info("trained %s for %s: best epoch %d of %d on %s", settings["model"], task,
                  summary["best_epoch"], summary["epochs_run"], summary["device"])
     # the share of the training split this run saw (the data-scarcity experiment), beside the model's own facts
-    text = {"text": coverage} if coverage else {}
-    (Path(out_dir) / "summary.json").write_text(json.dumps(summary | text | {"train_fraction": fraction}, indent=2) + "\n")
+    extras = {"text": coverage} if coverage else {}
+    if not reason and (inputs := read_inputs(settings["model"], presence, training)):
+        extras["inputs"] = inputs
+        log.info("%s for %s read %s", settings["model"], task, inputs)
+    (Path(out_dir) / "summary.json").write_text(json.dumps(summary | extras | {"train_fraction": fraction}, indent=2)
+                                                + "\n")
 
 
 def evaluate(prediction_files: list, task: str, model: str, resamples: int, level: float, seed: int, out: str,

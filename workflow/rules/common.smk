@@ -2,6 +2,7 @@
 
 from emerge_ehr.data.tables import TABLES, source_files
 from emerge_ehr.meds.export import SPLITS as MEDS_SPLIT_NAMES
+from emerge_ehr.model.variants import NEURAL_MODELS, summary_method, text_kinds
 from emerge_ehr.text.embed import EMBEDDING_ARRAYS
 
 SOURCE_TABLES = tuple(TABLES)
@@ -112,6 +113,7 @@ def train_settings(wildcards):
         "model": wildcards.model,
         "learning_rate": t["learning_rate"],
         "text_learning_rate": t["text_learning_rate"],
+        "schedule": t["schedule"],
         "weight_decay": t["weight_decay"],
         "batch_size": t["batch_size"],
         "max_epochs": t["max_epochs"],
@@ -249,17 +251,10 @@ def entity_inputs(wildcards):
 
 
 SUMMARY_METHODS = config["summaries"]["method"]
-# The summary method each text model reads, besides notes (the flags of emerge_ehr.model.emerge.VARIANTS; not
-# imported here, so that parsing the workflow does not load torch).
-MODEL_SUMMARY_METHOD = {
-    "emerge": "llm", "emerge_concat": "llm", "ts_summary": "llm", "summary_only": "llm",
-    "emerge_knowledge": "knowledge", "ts_knowledge": "knowledge", "knowledge_only": "knowledge",
-    "emerge_late": "llm", "emerge_knowledge_late": "knowledge", "ts_knowledge_late": "knowledge",
-}
-# the models that read embeddings/{task}.npz; the *_nodes ones read the retrieved nodes (context.parquet, always
-# built), whatever summaries.method says
-TEXT_MODELS = ("ts_note", "note_only", "ts_note_late", *MODEL_SUMMARY_METHOD, "ts_nodes", "emerge_nodes",
-               "ts_nodes_late")
+# The summary method each text model reads, besides notes, and the models that read embeddings/{task}.npz (the
+# *_nodes ones read the retrieved nodes, context.parquet, always built, whatever summaries.method says).
+MODEL_SUMMARY_METHOD = {name: method for name in NEURAL_MODELS if (method := summary_method(name))}
+TEXT_MODELS = tuple(name for name in NEURAL_MODELS if text_kinds(name))
 
 
 def check_summary_methods():

@@ -142,6 +142,7 @@ def paired_difference(
             "difference": float(mean_gap(np.arange(len(y)))),
             "ci_low": float(np.quantile(gaps, alpha)) if len(gaps) else float("nan"),
             "ci_high": float(np.quantile(gaps, 1.0 - alpha)) if len(gaps) else float("nan"),
+            "std": float(np.std(gaps, ddof=1)) if len(gaps) > 1 else float("nan"),  # for the power analysis
             "resamples": int(len(gaps)),
         }
     return result

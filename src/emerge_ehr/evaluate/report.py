@@ -78,11 +78,14 @@ def evaluate_predictions(
     With ``reference_files`` (the predictions of a baseline), also the paired-bootstrap difference of
     AUROC and AUPRC against it. A skipped model has its reason (``skipped``) and no metrics; against a skipped
     reference there is no difference, only the reference's reason. ``text``: the text models' counts of stays
-    with text.
+    with text; ``inputs``: what a model read when some of its text kinds were missing.
     """
     result = {"task": task, "model": model, "seeds": len(prediction_files),
               "folds": len(run_files(prediction_files[0]))}
-    text = run_summary(prediction_files[0]).get("text")
+    first = run_summary(prediction_files[0])
+    text = first.get("text")
+    if first.get("inputs"):
+        result["inputs"] = first["inputs"]
     if (reason := skipped_reason(prediction_files)) is not None:
         return result | {"skipped": reason} | ({"text": text} if text else {})
     y, probabilities, stays = _test_split(prediction_files)
@@ -120,7 +123,7 @@ def _cell(metric: dict, scale: float = 100.0, digits: int = 2) -> str:
 
 COMPARISON_SCHEMA = {
     "task": pl.String, "model": pl.String, "seeds": pl.Int64, "folds": pl.Int64, "skipped": pl.String,
-    "test_stays": pl.Int64,
+    "inputs": pl.String, "test_stays": pl.Int64,
     "prevalence": pl.Float64, "cohort_stays": pl.Int64, "stays_with_note": pl.Int64, "stays_with_summary": pl.Int64,
     "stays_with_knowledge": pl.Int64,
 } | {f"{name}{suffix}": pl.Float64 for name in METRICS for suffix in ("", "_ci_low", "_ci_high")}
@@ -129,7 +132,8 @@ COMPARISON_SCHEMA = {
 def comparison_table(metric_files: list[str | Path]) -> pl.DataFrame:
     """One row per task and model with each metric's value and CI bounds (x100, as in the paper).
 
-    ``skipped``: why a model was not trained (its metrics null). For text models, the cohort's stays and those
+    ``skipped``: why a model was not trained (its metrics null); ``inputs``: what it read when some of its text
+    kinds were missing. For text models, the cohort's stays and those
     with a note usable for the task and with a non-empty summary.
     """
     rows = []
@@ -137,7 +141,8 @@ def comparison_table(metric_files: list[str | Path]) -> pl.DataFrame:
         result = json.loads(Path(path).read_text())
         text = result.get("text") or {}
         row = {"task": result["task"], "model": result["model"], "seeds": result["seeds"],
-               "folds": result.get("folds", 1), "skipped": result.get("skipped"), "test_stays": result.get("test_stays"),
+               "folds": result.get("folds", 1), "skipped": result.get("skipped"),
+               "inputs": result.get("inputs"), "test_stays": result.get("test_stays"),
                "prevalence": result.get("prevalence"), "cohort_stays": text.get("stays"),
                "stays_with_note": text.get("notes", {}).get("stays"),
                "stays_with_summary": text.get("summary", {}).get("stays"),
@@ -181,7 +186,7 @@ def markdown_table(table: pl.DataFrame) -> str:
     header = ["task", "model", "test stays", "prevalence"] + [LABELS[m] for m in METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.iter_rows(named=True):
-        cells = [row["task"], row["model"]]
+        cells = [row["task"], row["model"] + (f" ({row['inputs']})" if row["inputs"] else "")]
         if row["skipped"]:
             cells += ["-", "-"] + _skipped_cells(row["skipped"], len(METRICS))
         else:
@@ -218,6 +223,7 @@ def paper_table(metric_files: list[str | Path], models: list[str], tasks: list[s
                 raise ValueError(f"no metrics for model {model!r} and task {task!r} among the metric files")
             row["folds"] = result.get("folds", 1)
             row[f"{task}_skipped"] = result.get("skipped")
+            row[f"{task}_inputs"] = result.get("inputs")
             for name in PAPER_METRICS:
                 m = result.get("metrics", {}).get(name, {})
                 row |= {f"{task}_{name}_mean": m.get("bootstrap_mean"), f"{task}_{name}_std": m.get("bootstrap_std")}
@@ -261,6 +267,8 @@ def paper_markdown(table: pl.DataFrame, tasks: list[str], reference: str | None,
             if reference:
                 cells.append("reference" if row["model"] == reference else _difference_cell(row, task))
         lines.append("| " + " | ".join(cells) + " |")
+    for row in table.iter_rows(named=True):
+        lines += [f"\n{row['model']}, {task}: {row[f'{task}_inputs']}." for task in tasks if row[f"{task}_inputs"]]
     where = evaluated_on(table.get_column("folds").max() or 1)
     note = (f"\nOn {where}, x100: mean ± standard deviation over bootstrap resamples, as in the paper (each"
             " resample averages the seeds).")

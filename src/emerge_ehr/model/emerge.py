@@ -27,7 +27,13 @@ make the attention real.
 The same class gives the ablations: choose the modalities (``use_series``, ``use_notes``, ``use_summary``,
 ``use_knowledge``: the knowledge text in place of, or beside, the LLM summary; ``use_nodes``: the retrieved
 nodes, one token each) or replace cross-attention by concatenating the pooled tokens (``fusion="concat"``).
-The ``*_late`` variants of ``VARIANTS`` read the same tokens in late fusion, trained in stages (``late_fusion.py``).
+The named variants are in ``variants.py``; the ``*_late`` ones read the same tokens in late fusion
+(``late_fusion.py``).
+
+Training (``schedule``): ``staged`` fits the GRU first, exactly as the ``gru`` baseline trains, then freezes it
+and fits the projections, both branches and the fusion, whose logit is added to the GRU's through a
+zero-initialised last layer, so that stage two starts from the GRU's predictions and can only move them where
+the text helps on validation; ``joint`` is the paper's: everything at once, stopped on validation AUPRC.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from emerge_ehr.model.sequence import PredictionHead
+from emerge_ehr.model.sequence import PredictionHead, SequenceClassifier
+from emerge_ehr.model.staging import SCHEDULES, Stage, series_then_text
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -85,30 +92,65 @@ class EMERGE(nn.Module):
         use_knowledge: bool = False,
         use_nodes: bool = False,
         fusion: str = "cross_attention",
+        schedule: str = "joint",
     ) -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, not {schedule!r}")
         self.use_series, self.use_notes = use_series, use_notes
         self.use_summary, self.use_knowledge, self.use_nodes = use_summary, use_knowledge, use_nodes
         self.use_text = use_notes or use_summary or use_knowledge or use_nodes
         if not (use_series or self.use_text):
             raise ValueError("the model needs at least one modality")
+        self.staged = schedule == "staged"
+        if self.staged and not (use_series and self.use_text):
+            raise ValueError("staged training needs both the time series and a text input")
         self.cross = fusion == "cross_attention" and use_series and self.use_text
-        self.series_encoder = nn.GRU(n_inputs, hidden_size, batch_first=True) if use_series else None
-        self.note_projection = nn.Linear(text_dim, hidden_size) if use_notes else None
-        self.summary_projection = nn.Linear(text_dim, hidden_size) if use_summary else None
-        self.knowledge_projection = nn.Linear(text_dim, hidden_size) if use_knowledge else None
-        self.node_projection = nn.Linear(text_dim, hidden_size) if use_nodes else None
+        if self.staged:
+            # Stage one is the gru baseline itself: created first, from the same random state, it starts from the
+            # same weights; its 48 hidden states are the series tokens. The fusion network is created without
+            # drawing from that state, so that stage one's dropout draws the baseline's masks too.
+            self.series_model = SequenceClassifier("gru", n_inputs, hidden_size, dropout)
+            with torch.random.fork_rng():
+                self._build_fusion(text_dim, hidden_size, heads, dropout)
+            # the fusion's logit is added to the GRU's through a zero-initialised last layer: stage two starts
+            # from the GRU's own predictions
+            nn.init.zeros_(self.head.net[-1].weight)
+            nn.init.zeros_(self.head.net[-1].bias)
+        else:
+            self.series_encoder = nn.GRU(n_inputs, hidden_size, batch_first=True) if use_series else None
+            self._build_fusion(text_dim, hidden_size, heads, dropout)
+
+    def _build_fusion(self, text_dim: int, hidden_size: int, heads: int, dropout: float) -> None:
+        self.note_projection = nn.Linear(text_dim, hidden_size) if self.use_notes else None
+        self.summary_projection = nn.Linear(text_dim, hidden_size) if self.use_summary else None
+        self.knowledge_projection = nn.Linear(text_dim, hidden_size) if self.use_knowledge else None
+        self.node_projection = nn.Linear(text_dim, hidden_size) if self.use_nodes else None
         # Text fusion: notes, summary, knowledge and nodes share one token sequence; a learned embedding tells them
         # apart. The nodes' row exists only in the models that read nodes: the others keep their initialisation.
-        self.text_type = nn.Embedding(4 if use_nodes else 3, hidden_size)
+        self.text_type = nn.Embedding(4 if self.use_nodes else 3, hidden_size)
         if self.cross:
             self.series_to_text = CrossAttention(hidden_size, heads, dropout)
             self.text_to_series = CrossAttention(hidden_size, heads, dropout)
-        sides = int(use_series) + int(self.use_text)
+        sides = int(self.use_series) + int(self.use_text)
         self.fusion = nn.Sequential(nn.Linear(sides * hidden_size, hidden_size), nn.ReLU(), nn.Dropout(dropout))
         self.head = PredictionHead(hidden_size, dropout)
+
+    def training_stages(self) -> list[Stage]:
+        """Staged: the GRU, then everything else against it; joint: everything at once, by validation AUPRC."""
+        if not self.staged:
+            return [Stage("all", self, "auprc")]
+        fusion = nn.ModuleList(module for name, module in self.named_children() if name != "series_model")
+        return series_then_text(self.series_model, fusion, "learning_rate")
+
+    def series_tokens(self, series: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every hour's GRU state (B, 48, H), and when staged the GRU baseline's own logit."""
+        if not self.staged:
+            return self.series_encoder(series)[0], None
+        tokens, last = self.series_model.encoder(series)
+        return tokens, self.series_model.head(last[-1])
 
     def text_tokens(self, notes, notes_mask, summary, summary_mask, knowledge, knowledge_mask, nodes, nodes_mask):
         tokens, masks = [], []
@@ -128,9 +170,9 @@ class EMERGE(nn.Module):
 
     def forward(self, series, notes=None, notes_mask=None, summary=None, summary_mask=None, knowledge=None,
                 knowledge_mask=None, nodes=None, nodes_mask=None) -> torch.Tensor:
-        pooled = []
+        pooled, baseline = [], None
         if self.use_series:
-            series_tokens, _ = self.series_encoder(series)  # (B, 48, H): every hour is a token
+            series_tokens, baseline = self.series_tokens(series)
             series_mask = torch.ones(series_tokens.shape[:2], dtype=torch.bool, device=series.device)
         if self.use_text:
             text, text_mask = self.text_tokens(notes, notes_mask, summary, summary_mask, knowledge, knowledge_mask,
@@ -144,31 +186,5 @@ class EMERGE(nn.Module):
                 pooled.append(series_tokens.mean(dim=1))
             if self.use_text:
                 pooled.append(masked_mean(text, text_mask))
-        return self.head(self.fusion(torch.cat(pooled, dim=-1)))
-
-
-# name -> (modalities, fusion): EMERGE and its ablations; the *_knowledge ones read the knowledge text where the
-# others read the LLM summary, so that the two sit side by side in the tables; the *_nodes ones read the retrieved
-# nodes, one token each, where the *_knowledge ones read one vector of the whole knowledge text; the *_late ones
-# (fusion "late") add a linear score of each text token to the GRU's logit, fitted after the GRU (late_fusion.py).
-VARIANTS = {
-    "emerge": dict(use_series=True, use_notes=True, use_summary=True, fusion="cross_attention"),
-    "emerge_concat": dict(use_series=True, use_notes=True, use_summary=True, fusion="concat"),
-    "ts_note": dict(use_series=True, use_notes=True, use_summary=False, fusion="cross_attention"),
-    "ts_summary": dict(use_series=True, use_notes=False, use_summary=True, fusion="cross_attention"),
-    "note_only": dict(use_series=False, use_notes=True, use_summary=False, fusion="concat"),
-    "summary_only": dict(use_series=False, use_notes=False, use_summary=True, fusion="concat"),
-    "emerge_knowledge": dict(use_series=True, use_notes=True, use_summary=False, use_knowledge=True,
-                             fusion="cross_attention"),
-    "ts_knowledge": dict(use_series=True, use_notes=False, use_summary=False, use_knowledge=True,
-                         fusion="cross_attention"),
-    "knowledge_only": dict(use_series=False, use_notes=False, use_summary=False, use_knowledge=True, fusion="concat"),
-    "emerge_nodes": dict(use_series=True, use_notes=True, use_summary=False, use_nodes=True, fusion="cross_attention"),
-    "ts_nodes": dict(use_series=True, use_notes=False, use_summary=False, use_nodes=True, fusion="cross_attention"),
-    "ts_note_late": dict(use_series=True, use_notes=True, use_summary=False, fusion="late"),
-    "ts_knowledge_late": dict(use_series=True, use_notes=False, use_summary=False, use_knowledge=True, fusion="late"),
-    "ts_nodes_late": dict(use_series=True, use_notes=False, use_summary=False, use_nodes=True, fusion="late"),
-    "emerge_late": dict(use_series=True, use_notes=True, use_summary=True, fusion="late"),
-    "emerge_knowledge_late": dict(use_series=True, use_notes=True, use_summary=False, use_knowledge=True,
-                                  fusion="late"),
-}
+        logit = self.head(self.fusion(torch.cat(pooled, dim=-1)))
+        return logit if baseline is None else baseline + logit

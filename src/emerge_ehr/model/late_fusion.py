@@ -17,25 +17,13 @@ text's alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from emerge_ehr.model.sequence import SequenceClassifier
+from emerge_ehr.model.staging import Stage, series_then_text
 
 TEXT_KINDS = ("notes", "summary", "knowledge", "nodes")
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of training: the module it fits (the rest frozen), how its best epoch is chosen, and the
-    TrainSettings field that gives its learning rate."""
-
-    name: str
-    module: nn.Module
-    selection: str  # "auprc" or "loss"
-    rate: str = "learning_rate"
 
 
 class LateFusion(nn.Module):
@@ -54,7 +42,7 @@ class LateFusion(nn.Module):
             nn.init.zeros_(score.weight)  # stage two starts from the GRU's own predictions
 
     def training_stages(self) -> list[Stage]:
-        return [Stage("series", self.series, "auprc"), Stage("text", self.text, "loss", "text_learning_rate")]
+        return series_then_text(self.series, self.text, "text_learning_rate")
 
     def text_score(self, notes=None, notes_mask=None, summary=None, summary_mask=None, knowledge=None,
                    knowledge_mask=None, nodes=None, nodes_mask=None) -> torch.Tensor:

@@ -50,25 +50,3 @@ class SequenceClassifier(nn.Module):
         if self.kind == "lstm":
             last = last[0]
         return self.head(last[-1])
-
-
-SEQUENCE_MODELS = ("gru", "lstm", "transformer")
-
-
-def GRUClassifier(n_inputs: int, hidden_size: int = 128, dropout: float = 0.25) -> SequenceClassifier:  # noqa: N802
-    return SequenceClassifier("gru", n_inputs, hidden_size, dropout)
-
-
-def build_model(name: str, n_inputs: int, hidden_size: int, dropout: float, text_dim: int = 0, heads: int = 4) -> nn.Module:
-    """Any neural model of the comparison by name: time-series baselines, EMERGE and its ablations."""
-    from emerge_ehr.model.emerge import EMERGE, VARIANTS
-    from emerge_ehr.model.late_fusion import LateFusion
-
-    if name in SEQUENCE_MODELS:
-        return SequenceClassifier(name, n_inputs, hidden_size, dropout, heads=heads)
-    if name in VARIANTS and VARIANTS[name]["fusion"] == "late":
-        flags = {k: v for k, v in VARIANTS[name].items() if k not in ("use_series", "fusion")}
-        return LateFusion(n_inputs, text_dim, hidden_size, dropout, **flags)
-    if name in VARIANTS:
-        return EMERGE(n_inputs, text_dim, hidden_size, heads, dropout, **VARIANTS[name])
-    raise ValueError(f"unknown model '{name}': expected one of {', '.join(SEQUENCE_MODELS + tuple(VARIANTS))}")

@@ -1,9 +1,10 @@
 """Which stays have text for a task, and whether a text model has any text to learn from.
 
-A model whose text input is empty for every training stay would be trained on masked, zero-filled tokens:
-its predictions would say nothing about text, yet the tables would list it as if it had read some. It is
-skipped with a reason instead. The counts of stays with text go into the metrics, so that a reader sees how
-much text a comparison rests on.
+A model whose every text input is empty for every training stay would be trained on masked, zero-filled
+tokens: its predictions would say nothing about text, yet the tables would list it as if it had read some. It
+is skipped with a reason instead. A model that has some of its text kinds trains on those, and the tables say
+which it had. The counts of stays with text go into the metrics, so that a reader sees how much text a
+comparison rests on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from emerge_ehr.model.variants import text_kinds, variant
+
 # text kind -> what a stay must have, as the skip reason says it
 TEXT_KINDS = {
     "notes": "a note usable for {task}",
@@ -19,8 +22,6 @@ TEXT_KINDS = {
     "knowledge": "an abnormal finding or a matched condition for {task}",
     "nodes": "a retrieved knowledge-graph node for {task}",
 }
-# text kind -> the model flag that reads it (emerge.VARIANTS)
-KIND_FLAGS = {"notes": "use_notes", "summary": "use_summary", "knowledge": "use_knowledge", "nodes": "use_nodes"}
 
 
 def text_presence(embeddings: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -42,36 +43,49 @@ def text_coverage(presence: Mapping[str, np.ndarray]) -> dict:
     return {"stays": stays} | counts
 
 
-def model_text_kinds(model: str) -> list[str]:
-    """The text kinds a model reads: none for the time-series baselines."""
-    from emerge_ehr.model.emerge import VARIANTS
-
-    variant = VARIANTS.get(model, {})
-    return [kind for kind, flag in KIND_FLAGS.items() if variant.get(flag)]
-
-
 def skip_reason(model: str, presence: Mapping[str, np.ndarray], training: np.ndarray, task: str) -> str | None:
-    """Why ``model`` is not trained: a text kind it reads that no training stay has; None when it can be.
+    """Why ``model`` is not trained: no training stay has any of the text kinds it reads; None when one has.
 
-    ``training`` marks the labelled training stays. A model reading several kinds is skipped when any one is
-    missing: without it the model is another row of the comparison (EMERGE without notes is ``ts_summary``).
+    ``training`` marks the labelled training stays. A model that lacks some of its kinds runs on the others (the
+    missing ones are masked, as for any stay without them): EMERGE on a dataset without notes reads the series and
+    the summary, and ``read_inputs`` says so in the tables.
 
     >>> presence = {"notes": np.array([False, False, True]), "summary": np.array([True, True, True])}
     >>> skip_reason("note_only", presence, np.array([True, True, False]), "mortality")
     'no training stay has a note usable for mortality'
-    >>> skip_reason("emerge", {**presence, "notes": np.zeros(3, bool)}, np.ones(3, bool), "mortality")
-    'no stay has a note usable for mortality'
-    >>> skip_reason("ts_summary", presence, np.array([True, True, False]), "mortality") is None
+    >>> skip_reason("emerge", {**presence, "notes": np.zeros(3, bool)}, np.ones(3, bool), "mortality") is None
     True
-    >>> skip_reason("emerge_knowledge", {**presence, "knowledge": np.zeros(3, bool)}, np.ones(3, bool), "mortality")
-    'no stay has an abnormal finding or a matched condition for mortality'
+    >>> skip_reason("emerge", {"notes": np.zeros(3, bool), "summary": np.zeros(3, bool)}, np.ones(3, bool),
+    ...             "mortality")
+    'no stay has a note usable for mortality; no stay has a non-empty summary for mortality'
     >>> skip_reason("ts_nodes", {**presence, "nodes": np.array([False, False, True])}, np.array([True, True, False]),
     ...             "mortality")
     'no training stay has a retrieved knowledge-graph node for mortality'
     """
-    reasons = []
-    for kind in model_text_kinds(model):
-        if not presence[kind][training].any():
-            which = "training stay" if presence[kind].any() else "stay"
-            reasons.append(f"no {which} has {TEXT_KINDS[kind].format(task=task)}")
-    return "; ".join(reasons) or None
+    kinds = text_kinds(model)
+    if not kinds or any(presence[kind][training].any() for kind in kinds):
+        return None
+    return "; ".join(f"no {'training stay' if presence[kind].any() else 'stay'} has "
+                     f"{TEXT_KINDS[kind].format(task=task)}" for kind in kinds)
+
+
+INPUT_NAMES = {"notes": "notes", "summary": "summary", "knowledge": "knowledge text", "nodes": "nodes"}
+
+
+def read_inputs(model: str, presence: Mapping[str, np.ndarray], training: np.ndarray) -> str | None:
+    """What a trained model read when no training stay had some of its text kinds, for the tables; None when it
+    had them all.
+
+    >>> presence = {"notes": np.zeros(3, bool), "summary": np.ones(3, bool)}
+    >>> read_inputs("emerge", presence, np.ones(3, bool))
+    'no notes: series + summary'
+    >>> read_inputs("ts_summary", presence, np.ones(3, bool)) is None
+    True
+    """
+    kinds = text_kinds(model)
+    missing = [kind for kind in kinds if not presence[kind][training].any()]
+    if not missing:
+        return None
+    used = (["series"] if (variant(model) or {}).get("use_series") else []) + [
+        INPUT_NAMES[kind] for kind in kinds if kind not in missing]
+    return f"no {' or '.join(INPUT_NAMES[kind] for kind in missing)}: {' + '.join(used)}"

@@ -1,6 +1,6 @@
 """Training with AdamW and early stopping on validation AUPRC; deterministic given a seed.
 
-A model with ``training_stages()`` (late fusion) is trained stage by stage: each stage fits its own module with
+A model with several ``training_stages()`` (late fusion, staged EMERGE) is trained stage by stage: each stage fits its own module with
 the others frozen (in eval mode), with its own early stopping, and keeps its best epoch before the next begins.
 """
 
@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from emerge_ehr.evaluate.metrics import auprc, auroc
-from emerge_ehr.model.sequence import build_model
+from emerge_ehr.model.registry import build_model
+from emerge_ehr.model.staging import Stage
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class TrainSettings:
     dropout: float = 0.25
     learning_rate: float = 1e-3
     text_learning_rate: float = 1e-2  # the text stage of late fusion: a linear score, which 1e-3 leaves unconverged
+    schedule: str = "staged"  # fusion networks over series and text: the GRU first, then the rest (or "joint")
     weight_decay: float = 1e-2
     batch_size: int = 256
     max_epochs: int = 100
@@ -87,10 +89,8 @@ def _selection_score(y: np.ndarray, p: np.ndarray, selection: str = "auprc") -> 
     return _minus_log_loss(y, p) if np.isnan(score) else score
 
 
-def _stages(model: nn.Module) -> list:
+def _stages(model: nn.Module) -> list[Stage]:
     """The model's training stages; one stage fitting everything for the models that define none."""
-    from emerge_ehr.model.late_fusion import Stage
-
     return model.training_stages() if hasattr(model, "training_stages") else [Stage("all", model, "auprc")]
 
 
@@ -172,7 +172,8 @@ def train(
     y = torch.from_numpy(labels.astype(np.float32))
     n_inputs = x["series"].shape[-1]
     text_dim = x["notes"].shape[-1] if "notes" in x else x["summary"].shape[-1] if "summary" in x else 0
-    model = build_model(settings.model, n_inputs, settings.hidden_size, settings.dropout, text_dim, settings.heads)
+    model = build_model(settings.model, n_inputs, settings.hidden_size, settings.dropout, text_dim, settings.heads,
+                        settings.schedule)
     model = model.to(device)
     generator = torch.Generator().manual_seed(settings.seed)
     history, stages = [], {}
