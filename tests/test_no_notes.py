@@ -308,3 +308,21 @@ def test_workflow_on_a_dataset_without_notes(tmp_path):
     assert "| mortality | emerge (no notes: series + summary) |" in table
     assert "emerge, mortality: no notes: series + summary." in (results / "metrics" / "paper_table.md").read_text()
     assert planned_rules(snakemake(tmp_path, config, "--dry-run", *wanted)) == set()
+
+
+def test_a_test_split_with_one_class_says_so_instead_of_n_a(tmp_path):
+    """The MIMIC-III demo's readmission test split has 5 labelled stays and no positive: AUROC and AUPRC are
+    undefined, and the tables say why rather than "n/a ± n/a"."""
+    out = tmp_path / "gru" / "seed0"
+    out.mkdir(parents=True)
+    pl.DataFrame({"stay_id": np.arange(5), "split": ["test"] * 5, "label": np.zeros(5, np.int8),
+                  "probability": np.linspace(0.1, 0.5, 5)}, schema=PREDICTION_SCHEMA).write_parquet(
+        out / "predictions.parquet")
+    (out / "summary.json").write_text(json.dumps({"train_stays": 20}))
+    write_json(evaluate_predictions([str(out / "predictions.parquet")], "readmission", "gru", 20, 0.95, 0),
+               tmp_path / "gru.json")
+    reason = "n/a: 5 labelled test stays, none positive"
+    assert f"| readmission | gru | 5 | 0.0% | {reason} | - |" in markdown_table(comparison_table([tmp_path / "gru.json"]))
+    paper = paper_markdown(paper_table([tmp_path / "gru.json"], ["gru"], ["readmission"]), ["readmission"], None,
+                           0.95)
+    assert f"| gru | {reason} | - | - |" in paper and "n/a ± n/a" not in paper

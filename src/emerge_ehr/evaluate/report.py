@@ -123,7 +123,7 @@ def _cell(metric: dict, scale: float = 100.0, digits: int = 2) -> str:
 
 COMPARISON_SCHEMA = {
     "task": pl.String, "model": pl.String, "seeds": pl.Int64, "folds": pl.Int64, "skipped": pl.String,
-    "inputs": pl.String, "test_stays": pl.Int64,
+    "inputs": pl.String, "test_stays": pl.Int64, "positives": pl.Int64,
     "prevalence": pl.Float64, "cohort_stays": pl.Int64, "stays_with_note": pl.Int64, "stays_with_summary": pl.Int64,
     "stays_with_knowledge": pl.Int64,
 } | {f"{name}{suffix}": pl.Float64 for name in METRICS for suffix in ("", "_ci_low", "_ci_high")}
@@ -143,6 +143,7 @@ def comparison_table(metric_files: list[str | Path]) -> pl.DataFrame:
         row = {"task": result["task"], "model": result["model"], "seeds": result["seeds"],
                "folds": result.get("folds", 1), "skipped": result.get("skipped"),
                "inputs": result.get("inputs"), "test_stays": result.get("test_stays"),
+               "positives": result.get("positives"),
                "prevalence": result.get("prevalence"), "cohort_stays": text.get("stays"),
                "stays_with_note": text.get("notes", {}).get("stays"),
                "stays_with_summary": text.get("summary", {}).get("stays"),
@@ -164,6 +165,19 @@ def evaluated_on(folds: int) -> str:
 def _skipped_cells(reason: str, cells: int) -> list[str]:
     """A skipped model's metric cells: the reason in the first, a dash in the others."""
     return [f"skipped: {reason}"] + ["-"] * (cells - 1)
+
+
+def single_class(test_stays: int | None, positives: int | None) -> str | None:
+    """Why the ranking metrics are undefined: a test split with one class only; None when both are there.
+
+    >>> single_class(5, 0)
+    'n/a: 5 labelled test stays, none positive'
+    >>> single_class(3, 3), single_class(40, 4) is None
+    ('n/a: 3 labelled test stays, all positive', True)
+    """
+    if test_stays is None or positives is None or 0 < positives < test_stays:
+        return None
+    return f"n/a: {test_stays} labelled test stays, {'none' if positives == 0 else 'all'} positive"
 
 
 def _share(stays: int, total: int) -> str:
@@ -189,6 +203,9 @@ def markdown_table(table: pl.DataFrame) -> str:
         cells = [row["task"], row["model"] + (f" ({row['inputs']})" if row["inputs"] else "")]
         if row["skipped"]:
             cells += ["-", "-"] + _skipped_cells(row["skipped"], len(METRICS))
+        elif reason := single_class(row["test_stays"], row["positives"]):
+            cells += [str(row["test_stays"]), _number(row["prevalence"], 100.0, 1) + "%", reason]
+            cells += ["-"] * (len(METRICS) - 1)
         else:
             cells += [str(row["test_stays"]), _number(row["prevalence"], 100.0, 1) + "%"]
             for name in METRICS:
@@ -224,6 +241,7 @@ def paper_table(metric_files: list[str | Path], models: list[str], tasks: list[s
             row["folds"] = result.get("folds", 1)
             row[f"{task}_skipped"] = result.get("skipped")
             row[f"{task}_inputs"] = result.get("inputs")
+            row[f"{task}_single_class"] = single_class(result.get("test_stays"), result.get("positives"))
             for name in PAPER_METRICS:
                 m = result.get("metrics", {}).get(name, {})
                 row |= {f"{task}_{name}_mean": m.get("bootstrap_mean"), f"{task}_{name}_std": m.get("bootstrap_std")}
@@ -260,6 +278,9 @@ def paper_markdown(table: pl.DataFrame, tasks: list[str], reference: str | None,
         for task in tasks:
             if row[f"{task}_skipped"]:
                 cells += _skipped_cells(row[f"{task}_skipped"], len(PAPER_METRICS) + bool(reference))
+                continue
+            if row[f"{task}_single_class"]:
+                cells += [row[f"{task}_single_class"]] + ["-"] * (len(PAPER_METRICS) - 1 + bool(reference))
                 continue
             for name in PAPER_METRICS:
                 mean, std = row[f"{task}_{name}_mean"], row[f"{task}_{name}_std"]
