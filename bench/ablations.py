@@ -1,4 +1,5 @@
-"""The paper's ablation claims on a finished run, in one table (src/emerge_ehr/evaluate/ablations.py): EMERGE
+"""The paper's ablation claims on a finished run, in one table (src/emerge_ehr/evaluate/ablations.py; the
+workflow writes the same table to results/{dataset}/metrics/ablations.md, this recomputes it): EMERGE
 against the GRU, staged against joint training, the knowledge against the notes, LLM summary against the
 knowledge text, and the scarcity points, each a paired difference with its interval and the smallest effect the
 run resolves.
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from emerge_ehr.evaluate.ablations import ablation_markdown, ablation_rows  # noqa: E402
+from emerge_ehr.evaluate.report import evaluated_on  # noqa: E402
 
 
 def run_settings(configfile: str | Path) -> dict:
@@ -25,7 +27,7 @@ def run_settings(configfile: str | Path) -> dict:
     config = yaml.safe_load(Path(configfile).read_text())
     defaults = yaml.safe_load((REPO / "config/config.yaml").read_text())
     return {key: defaults.get(key, {}) | config.get(key, {}) for key in ("evaluate", "train", "scarcity")} | {
-        "datasets": config["datasets"], "tasks": config.get("tasks", defaults["tasks"])}
+        key: config.get(key, defaults.get(key)) for key in ("datasets", "tasks", "models")}
 
 
 def main(argv=None) -> None:
@@ -37,10 +39,11 @@ def main(argv=None) -> None:
     settings = run_settings(args.configfile)
     evaluate, train, scarcity = settings["evaluate"], settings["train"], settings["scarcity"]
     dataset = args.dataset or next(iter(settings["datasets"]))
-    rows = ablation_rows(Path(args.results) / dataset, settings["tasks"], evaluate.get("folds", 1), train["seeds"],
+    folds = evaluate.get("folds", 1)
+    rows = ablation_rows(Path(args.results) / dataset, settings["tasks"], settings["models"], folds, train["seeds"],
                          evaluate["bootstrap_resamples"], evaluate["confidence_level"], evaluate["seed"],
                          {model: scarcity["percents"] for model in scarcity["models"]})
-    print(ablation_markdown(rows, evaluate["confidence_level"]))
+    print(ablation_markdown(rows, evaluate["confidence_level"], evaluated_on(folds)))
 
 
 if __name__ == "__main__":

@@ -266,6 +266,17 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
                                                 + "\n")
 
 
+def ablations(results: str, tasks: list[str], models: list[str], folds: int, seeds: list[int], resamples: int,
+              level: float, seed: int, scarcity: dict[str, list[int]], out: str) -> None:
+    """The paper's ablation claims that this run's models answer, as one Markdown table."""
+    from emerge_ehr.evaluate.ablations import ablation_markdown, ablation_rows
+    from emerge_ehr.evaluate.report import evaluated_on
+
+    rows = ablation_rows(Path(results), tasks, models, folds, seeds, resamples, level, seed, scarcity)
+    Path(out).write_text(ablation_markdown(rows, level, evaluated_on(folds)))
+    log.info("ablations: %d comparisons", len(rows))
+
+
 def evaluate(prediction_files: list, task: str, model: str, resamples: int, level: float, seed: int, out: str,
              reference_files: list | None = None, reference_model: str | None = None) -> None:
     """Metrics of one model over its seeds' runs (a predictions file each, or one per fold, pooled)."""

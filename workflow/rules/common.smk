@@ -1,5 +1,7 @@
 """Input functions and helpers shared by the stage rules."""
 
+from types import SimpleNamespace
+
 from emerge_ehr.data.tables import TABLES, source_files
 from emerge_ehr.meds.export import SPLITS as MEDS_SPLIT_NAMES
 from emerge_ehr.model.variants import NEURAL_MODELS, summary_method, text_kinds
@@ -193,6 +195,16 @@ def scarcity_runs(wildcards):
     return runs
 
 
+def ablation_inputs(wildcards):
+    """Every model's predictions for every task, and the scarcity runs: what the ablation claims compare."""
+    paths = [path for task in config["tasks"] for model in config["models"]
+             for path in predictions(wildcards.dataset, task, model)]
+    for task in config["tasks"]:
+        runs = scarcity_runs(SimpleNamespace(dataset=wildcards.dataset, task=task))
+        paths += [path for percents in runs.values() for seeds in percents.values() for path in flat(seeds)]
+    return paths
+
+
 def package_versions(*names):
     """Installed versions of the packages a public resource is built from: part of its params, so that an
     upgrade rebuilds it and never reuses a between-workflow cache entry built with another version."""
@@ -319,6 +331,7 @@ def all_targets():
             f"results/{name}/notes.parquet",
             f"results/{name}/metrics/summary.md",
             f"results/{name}/metrics/paper_table.md",
+            f"results/{name}/metrics/ablations.md",
         ]
         if FOLDS == 1:  # with folds, each fold retrieves and summarises with its own fitted z-scores
             targets += [f"results/{name}/context.parquet"]

@@ -91,3 +91,32 @@ rule plots:
         "logs/{dataset}/plots/{task}.log",
     script:
         "../scripts/plots.py"
+
+
+rule ablations:
+    """The paper's ablation claims that this run's models answer (emerge_ehr.evaluate.ablations): paired
+    differences with their intervals and the smallest effect the run resolves."""
+    input:
+        ablation_inputs,
+    output:
+        report(
+            "results/{dataset}/metrics/ablations.md",
+            caption="../report/ablations.rst",
+            category="{dataset}",
+            subcategory="comparison",
+        ),
+    params:
+        tasks=config["tasks"],
+        models=config["models"],
+        folds=FOLDS,
+        seeds=config["train"]["seeds"],
+        resamples=config["evaluate"]["bootstrap_resamples"],
+        level=config["evaluate"]["confidence_level"],
+        seed=config["evaluate"]["seed"],
+        scarcity={model: config["scarcity"]["percents"] for model in config["scarcity"]["models"]},
+    conda:
+        "../../envs/model.yaml"
+    log:
+        "logs/{dataset}/ablations.log",
+    script:
+        "../scripts/ablations.py"
