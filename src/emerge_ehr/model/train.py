@@ -1,7 +1,8 @@
 """Training with AdamW and early stopping on validation AUPRC; deterministic given a seed.
 
-A model with several ``training_stages()`` (late fusion, staged EMERGE) is trained stage by stage: each stage fits its own module with
-the others frozen (in eval mode), with its own early stopping, and keeps its best epoch before the next begins.
+A model with several ``training_stages()`` (late fusion, staged EMERGE) is trained stage by stage: each stage fits
+its own module with the others frozen (in eval mode), with its own early stopping, and keeps its best epoch before
+the next begins.
 """
 
 from __future__ import annotations
