@@ -291,6 +291,30 @@ def evaluate(prediction_files: list, task: str, model: str, resamples: int, leve
         log.info("%s %s: %s", task, model, {k: round(v["value"], 4) for k, v in result["metrics"].items()})
 
 
+def subgroups(runs: dict[str, list], cohort_path: str, task: str, settings: dict, resamples: int, level: float,
+              seed: int, folds: int, csv_out: str, markdown_out: str) -> None:
+    """Each trained model's metrics in the cohort's subgroups (sex, age band, race, insurance)."""
+    from emerge_ehr.evaluate.report import evaluated_on, skipped_reason, test_split
+    from emerge_ehr.evaluate.subgroups import subgroup_columns, subgroup_markdown, subgroup_metrics
+
+    attributes = settings["attributes"]
+    groups = subgroup_columns(pl.scan_parquet(cohort_path), settings["age_bands"]).collect()
+    tables = []
+    for model, model_runs in runs.items():
+        if skipped_reason(model_runs) is not None:
+            continue
+        y, probabilities, stays = test_split(model_runs)
+        by_stay = pl.DataFrame({"stay_id": stays}).join(groups, on="stay_id", how="left", maintain_order="left")
+        table = subgroup_metrics(y, probabilities, {name: by_stay.get_column(name).to_numpy() for name in attributes},
+                                 resamples, level, seed, settings["min_stays"])
+        tables.append(table.select(pl.lit(model).alias("model"), pl.all()))
+        log.info("subgroups %s %s: %d groups", task, model, table.height)
+    table = pl.concat(tables) if tables else pl.DataFrame(schema={"model": pl.String})
+    table.write_csv(csv_out)
+    Path(markdown_out).write_text(subgroup_markdown(table, task, level, evaluated_on(folds)) if tables else
+                                  f"# Subgroups: {task}\n\nNo model was trained for {task}.\n")
+
+
 def oracle(reference_predictions: str, reference_model: str, truth_path: str, task: str, predictions_out: str,
            summary_out: str) -> None:
     """The oracle line of a synthetic dataset: the reference model's predictions plus the planted effects."""

@@ -120,3 +120,31 @@ rule ablations:
         "logs/{dataset}/ablations.log",
     script:
         "../scripts/ablations.py"
+
+
+rule subgroups:
+    """Each model's metrics by sex, age band, race and insurance (emerge_ehr.evaluate.subgroups)."""
+    input:
+        cohort="results/{dataset}/cohort.parquet",
+        predictions=lambda w: [path for model in config["models"] for path in predictions(w.dataset, w.task, model)],
+    output:
+        csv="results/{dataset}/metrics/subgroups/{task}.csv",
+        markdown=report(
+            "results/{dataset}/metrics/subgroups/{task}.md",
+            caption="../report/subgroups.rst",
+            category="{dataset}",
+            subcategory="{task}",
+        ),
+    params:
+        runs=lambda w: {model: prediction_runs(w.dataset, w.task, model) for model in config["models"]},
+        settings=config["evaluate"]["subgroups"],
+        resamples=config["evaluate"]["bootstrap_resamples"],
+        level=config["evaluate"]["confidence_level"],
+        seed=config["evaluate"]["seed"],
+        folds=FOLDS,
+    conda:
+        "../../envs/model.yaml"
+    log:
+        "logs/{dataset}/subgroups/{task}.log",
+    script:
+        "../scripts/subgroups.py"

@@ -234,8 +234,18 @@ def assign_split(cohort: pl.DataFrame, fractions: tuple[float, float, float], se
 
 COHORT_COLUMNS = [
     "stay_id", "subject_id", "hadm_id", "intime", "outtime", "admittime", "dischtime",
-    "age", "sex", "los_hours", "mortality", "readmission", "split",
+    "age", "sex", "race", "insurance", "los_hours", "mortality", "readmission", "split",
 ]
+
+
+DESCRIPTORS = ("race", "insurance")
+
+
+def with_descriptors(stays: pl.LazyFrame) -> pl.LazyFrame:
+    """The admission's race and insurance, kept for subgroup metrics; null where the source has none
+    (a MEDS dataset, an older extract)."""
+    present = stays.collect_schema().names()
+    return stays.with_columns(pl.lit(None, dtype=pl.String).alias(name) for name in DESCRIPTORS if name not in present)
 
 
 def build_cohort(
@@ -253,7 +263,7 @@ def build_cohort(
         labelled = icu_readmission(labelled, icustays, settings.readmission_window_days)
     else:
         labelled = hospital_readmission(labelled, admissions, settings.readmission_window_days)
-    cohort = labelled.select(COHORT_COLUMNS[:-1]).sort("stay_id").collect()
+    cohort = with_descriptors(labelled).select(COHORT_COLUMNS[:-1]).sort("stay_id").collect()
     cohort = assign_split(cohort, settings.split_fractions, settings.split_seed)
     meta = {
         "readmission_definition": settings.readmission_definition,

@@ -90,11 +90,14 @@ TABLES: dict[str, dict[str, TableSpec]] = {
                 "dischtime": (up("dischtime"), TIME),
                 "deathtime": (up("deathtime"), TIME),
                 "hospital_expire_flag": (up("hospital_expire_flag"), INT),
+                # for subgroup metrics only; null where a source lacks them
+                "insurance": (up("insurance"), STR, False),
+                "race": (race, STR, False),
             }),
         )
-        for layout, name, up in (
-            ("mimic4", "hosp/admissions", str),
-            ("mimic3", "ADMISSIONS", str.upper),
+        for layout, name, up, race in (
+            ("mimic4", "hosp/admissions", str, "race"),  # MIMIC-IV v2; v1 called it ethnicity
+            ("mimic3", "ADMISSIONS", str.upper, "ETHNICITY"),
         )
     },
     "icustays": {

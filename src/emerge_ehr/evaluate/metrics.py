@@ -85,7 +85,8 @@ def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
 
 
 def bootstrap(
-    y: np.ndarray, probabilities: list[np.ndarray], indices: np.ndarray, level: float = 0.95
+    y: np.ndarray, probabilities: list[np.ndarray], indices: np.ndarray, level: float = 0.95,
+    metrics: tuple[str, ...] = METRICS,
 ) -> dict[str, dict[str, float]]:
     """Point estimate, bootstrap mean, std and percentile CI of each metric, averaged over seeds.
 
@@ -96,7 +97,7 @@ def bootstrap(
     y = np.asarray(y, dtype=float)
     result: dict[str, dict[str, float]] = {}
     alpha = (1.0 - level) / 2.0
-    for name in METRICS:
+    for name in metrics:
         fn = METRIC_FUNCTIONS[name]
         point = float(np.mean([fn(y, p) for p in probabilities]))
         values = []

@@ -39,7 +39,7 @@ def test_rows(run: Run) -> pl.DataFrame:
     return frame
 
 
-def _test_split(runs: list[Run], reference: pl.Series | None = None):
+def test_split(runs: list[Run], reference: pl.Series | None = None):
     """Test labels and one probability vector per seed; every seed must hold the same test stays."""
     frames = [test_rows(run) for run in runs]
     reference = frames[0].get_column("stay_id") if reference is None else reference
@@ -88,7 +88,7 @@ def evaluate_predictions(
         result["inputs"] = first["inputs"]
     if (reason := skipped_reason(prediction_files)) is not None:
         return result | {"skipped": reason} | ({"text": text} if text else {})
-    y, probabilities, stays = _test_split(prediction_files)
+    y, probabilities, stays = test_split(prediction_files)
     indices = bootstrap_indices(len(y), resamples, seed)
     result |= {
         "test_stays": int(len(y)),
@@ -104,7 +104,7 @@ def evaluate_predictions(
         if (reference_reason := skipped_reason(reference_files)) is not None:
             result["versus_reference"] = {"model": reference_model, "skipped": reference_reason}
         else:
-            _, reference, _ = _test_split(reference_files, stays)
+            _, reference, _ = test_split(reference_files, stays)
             result["versus_reference"] = {
                 "model": reference_model, "metrics": paired_difference(y, probabilities, reference, indices, level),
             }
