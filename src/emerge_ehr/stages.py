@@ -315,6 +315,24 @@ def subgroups(runs: dict[str, list], cohort_path: str, task: str, settings: dict
                                   f"# Subgroups: {task}\n\nNo model was trained for {task}.\n")
 
 
+def decision_curves(runs: dict[str, list], task: str, csv_out: str, plot_out: str) -> None:
+    """Net benefit of every trained model against treating all and none (seed-averaged test risks)."""
+    from emerge_ehr.evaluate.decision import net_benefit, plot_decision_curves
+    from emerge_ehr.evaluate.plots import averaged_test_predictions
+    from emerge_ehr.evaluate.report import curves_on, skipped_reason
+
+    trained = {model: averaged_test_predictions(model_runs) for model, model_runs in runs.items()
+               if skipped_reason(model_runs) is None}
+    if not trained:
+        raise ValueError(f"decision curves for {task}: every model was skipped (see metrics/{task}/*.json)")
+    y = next(iter(trained.values()))[0]
+    table = net_benefit(y, {model: p for model, (_, p) in trained.items()})
+    table.write_csv(csv_out)
+    plot_decision_curves(table, task, curves_on([run for model_runs in runs.values() for run in model_runs]),
+                         plot_out)
+    log.info("decision curves %s: %d models", task, len(trained))
+
+
 def oracle(reference_predictions: str, reference_model: str, truth_path: str, task: str, predictions_out: str,
            summary_out: str) -> None:
     """The oracle line of a synthetic dataset: the reference model's predictions plus the planted effects."""

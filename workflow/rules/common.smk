@@ -338,6 +338,7 @@ def all_targets():
             targets += [f"results/{name}/{SUMMARY_FILES[method]}" for method in SUMMARY_METHODS]
         targets += [f"results/{name}/plots/{task}/roc.png" for task in config["tasks"]]
         targets += [f"results/{name}/metrics/subgroups/{task}.md" for task in config["tasks"]]
+        targets += [f"results/{name}/plots/{task}/decision_curve.png" for task in config["tasks"]]
         if config["scarcity"]["models"]:
             targets += [f"results/{name}/plots/{task}/scarcity.png" for task in config["tasks"]]
         if dataset_config(name)["kind"] == "synthetic":

@@ -148,3 +148,25 @@ rule subgroups:
         "logs/{dataset}/subgroups/{task}.log",
     script:
         "../scripts/subgroups.py"
+
+
+rule decision_curves:
+    """Net benefit of acting on each model's risk, against treating all and none (emerge_ehr.evaluate.decision)."""
+    input:
+        lambda w: [path for model in config["models"] for path in predictions(w.dataset, w.task, model)],
+    output:
+        csv="results/{dataset}/metrics/decision_curves/{task}.csv",
+        plot=report(
+            "results/{dataset}/plots/{task}/decision_curve.png",
+            caption="../report/decision_curve.rst",
+            category="{dataset}",
+            subcategory="{task}",
+        ),
+    params:
+        runs=lambda w: {model: prediction_runs(w.dataset, w.task, model) for model in config["models"]},
+    conda:
+        "../../envs/model.yaml"
+    log:
+        "logs/{dataset}/decision_curves/{task}.log",
+    script:
+        "../scripts/decision_curves.py"
