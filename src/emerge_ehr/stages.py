@@ -333,6 +333,67 @@ def decision_curves(runs: dict[str, list], task: str, csv_out: str, plot_out: st
     log.info("decision curves %s: %d models", task, len(trained))
 
 
+def explain(parts: list[dict], task: str, steps: int, out: str) -> None:
+    """Each test stay's explanation by the model that tested it (a fold's own, with folds): what each input added
+    to its logit (emerge_ehr.evaluate.explain). A skipped model gets an empty table."""
+    from emerge_ehr.evaluate.explain import EXPLANATION_SCHEMA, explain_rows, load_model
+
+    frames = []
+    for fold, part in enumerate(parts):
+        if (reason := json.loads(Path(part["summary"]).read_text()).get("skipped")) is not None:
+            log.info("explain %s: the model was not trained (%s)", task, reason)
+            break
+        cohort = pl.read_parquet(part["cohort"])
+        labels = cohort.get_column(task)
+        rows = np.flatnonzero((cohort.get_column("split") == "test").to_numpy() & labels.is_not_null().to_numpy())
+        names = json.loads(Path(part["feature_stats"]).read_text())["feature_names"]
+        explained = explain_rows(load_model(part["model"]), model_inputs(part["features"], part.get("embeddings"),
+                                                                          cohort.height), rows, names, steps=steps)
+        frames.append(pl.DataFrame({"stay_id": cohort.get_column("stay_id").to_numpy()[rows], "fold": fold,
+                                    "label": labels.to_numpy()[rows].astype(np.int8)})
+                      .hstack(explained).with_columns(probability=1.0 / (1.0 + (-pl.col("logit")).exp())))
+        log.info("explain %s fold %d: %d test stays by %s", task, fold, len(rows), explained.get_column("method")[0])
+    empty = pl.DataFrame(schema={"stay_id": pl.Int64, "fold": pl.Int32, "label": pl.Int8, **EXPLANATION_SCHEMA,
+                                 "probability": pl.Float64})
+    frame = pl.concat(frames).sort("stay_id") if len(frames) == len(parts) else empty
+    write_parquet_atomically(frame.cast({"fold": pl.Int32}), out)
+
+
+def explanation_report(explanations: dict[str, str], contexts: list[str], notes_path: str, task: str,
+                       settings: dict, chunking: dict, out: str) -> None:
+    """The case studies of each explained model: the highest-risk test stays and a random sample."""
+    from emerge_ehr.evaluate.cases import cases_markdown, pick_cases
+    from emerge_ehr.text.embed import note_chunks
+
+    lines = [f"# Explanations: {task}", "",
+             f"For each model, the {settings['cases']} test stays of highest risk and {settings['cases']} drawn at "
+             "random, with what moved each one's logit away from zero (positive: toward the outcome). Note text is "
+             + ("shown (explain.show_note_text)." if settings["show_note_text"] else
+                "not shown (set explain.show_note_text to include it)."), ""]
+    for model, path in explanations.items():
+        explained = pl.read_parquet(path)
+        if explained.is_empty():
+            lines += [f"## {model}", "", "Not trained for this task (see the metrics table for the reason).", ""]
+            continue
+        cases = pick_cases(explained, settings["cases"], settings["seed"])
+        contexts_of = {}
+        for fold, context_path in enumerate(contexts):
+            stays = cases.filter(pl.col("fold") == fold).get_column("stay_id").to_list()
+            context = pl.read_parquet(context_path).filter((pl.col("task") == task) & pl.col("stay_id").is_in(stays))
+            contexts_of |= {row["stay_id"]: row for row in context.iter_rows(named=True)}
+        chunks = None
+        if settings["show_note_text"]:
+            notes = pl.read_parquet(notes_path, columns=["stay_id", "note_id", "charttime", "text", task]).filter(
+                pl.col("stay_id").is_in(cases.get_column("stay_id").to_list()))
+            table = note_chunks(notes, task, chunking["chunk_words"], chunking["max_chunks"])
+            chunks = {stay: group.sort("slot").get_column("text").to_list()
+                      for (stay,), group in table.group_by("stay_id")}
+        reads = [kind for kind in ("notes", "summary", "knowledge", "nodes")
+                 if explained.get_column(kind).null_count() < explained.height]
+        lines += cases_markdown(model, cases, contexts_of, chunks, reads, explained.get_column("method")[0])
+    Path(out).write_text("\n".join(lines) + "\n")
+
+
 def oracle(reference_predictions: str, reference_model: str, truth_path: str, task: str, predictions_out: str,
            summary_out: str) -> None:
     """The oracle line of a synthetic dataset: the reference model's predictions plus the planted effects."""

@@ -300,6 +300,34 @@ def train_inputs(wildcards):
     return inputs
 
 
+# The models explained stay by stay: those of `explain.models` that this run trains (neural models only)
+EXPLAINED = [name for name in config["explain"]["models"] if name in config["models"] and name in NEURAL_MODELS]
+
+
+def fold_dirs(dataset):
+    """Where each model that tests stays lives: every fold's directory, or the dataset's."""
+    base = f"results/{dataset}"
+    return [f"{base}/folds/fold{fold}" for fold in range(FOLDS)] if FOLDS > 1 else [base]
+
+
+def explain_parts(wildcards):
+    """The first training seed's model of each fold (or the one model), with the inputs it was trained on."""
+    seed = config["train"]["seeds"][0]
+    parts = []
+    for base in fold_dirs(wildcards.dataset):
+        run = f"{base}/models/{wildcards.task}/{wildcards.model}/seed{seed}"
+        part = {"model": f"{run}/model.pt", "summary": f"{run}/summary.json", "features": f"{base}/features.npy",
+                "feature_stats": f"{base}/feature_stats.json", "cohort": f"{base}/cohort.parquet"}
+        if wildcards.model in TEXT_MODELS:
+            part["embeddings"] = f"{base}/embeddings/{wildcards.task}.npz"
+        parts.append(part)
+    return parts
+
+
+def explain_contexts(wildcards):
+    return [f"{base}/context.parquet" for base in fold_dirs(wildcards.dataset)]
+
+
 MEDS_SPLITS = list(MEDS_SPLIT_NAMES.values())
 
 
@@ -339,6 +367,8 @@ def all_targets():
         targets += [f"results/{name}/plots/{task}/roc.png" for task in config["tasks"]]
         targets += [f"results/{name}/metrics/subgroups/{task}.md" for task in config["tasks"]]
         targets += [f"results/{name}/plots/{task}/decision_curve.png" for task in config["tasks"]]
+        if EXPLAINED:
+            targets += [f"results/{name}/explanations/{task}.md" for task in config["tasks"]]
         if config["scarcity"]["models"]:
             targets += [f"results/{name}/plots/{task}/scarcity.png" for task in config["tasks"]]
         if dataset_config(name)["kind"] == "synthetic":

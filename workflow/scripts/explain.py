@@ -1,0 +1,11 @@
+"""Snakemake adapter: per-stay explanations of one model and task."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from emerge_ehr.runtime import start_job  # noqa: E402
+
+start_job(snakemake.threads, snakemake.log[0])
+from emerge_ehr import stages  # noqa: E402
+
+stages.explain(snakemake.params.parts, snakemake.wildcards.task, snakemake.params.steps, snakemake.output[0])
