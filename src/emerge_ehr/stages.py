@@ -394,6 +394,21 @@ def explanation_report(explanations: dict[str, str], contexts: list[str], notes_
     Path(out).write_text("\n".join(lines) + "\n")
 
 
+def model_card(dataset: str, settings: dict, cohort_meta_path: str, cohort_path: str, hourly_path: str,
+               metric_files: list[str], subgroup_files: dict[str, str], decision_files: dict[str, str],
+               external_files: list[str], out: str) -> None:
+    """The dataset's model card (emerge_ehr.evaluate.model_card), from the run's own outputs."""
+    from emerge_ehr.evaluate.model_card import model_card as card
+    from emerge_ehr.evaluate.model_card import read_metrics
+
+    text = card(dataset, settings, json.loads(Path(cohort_meta_path).read_text()), pl.read_parquet(cohort_path),
+                pl.read_parquet(hourly_path), read_metrics(metric_files),
+                {task: pl.read_csv(path) for task, path in subgroup_files.items()},
+                {task: pl.read_csv(path) for task, path in decision_files.items()}, external_files)
+    Path(out).write_text(text)
+    log.info("model card for %s: %d lines", dataset, text.count("\n"))
+
+
 def oracle(reference_predictions: str, reference_model: str, truth_path: str, task: str, predictions_out: str,
            summary_out: str) -> None:
     """The oracle line of a synthetic dataset: the reference model's predictions plus the planted effects."""

@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 from emerge_ehr.data.tables import TABLES, source_files
+from emerge_ehr.evaluate.report import evaluated_on
 from emerge_ehr.meds.export import SPLITS as MEDS_SPLIT_NAMES
 from emerge_ehr.model.variants import NEURAL_MODELS, summary_method, text_kinds
 from emerge_ehr.text.embed import EMBEDDING_ARRAYS
@@ -367,6 +368,7 @@ def all_targets():
         targets += [f"results/{name}/plots/{task}/roc.png" for task in config["tasks"]]
         targets += [f"results/{name}/metrics/subgroups/{task}.md" for task in config["tasks"]]
         targets += [f"results/{name}/plots/{task}/decision_curve.png" for task in config["tasks"]]
+        targets.append(f"results/{name}/model_card.md")
         if EXPLAINED:
             targets += [f"results/{name}/explanations/{task}.md" for task in config["tasks"]]
         if config["scarcity"]["models"]:

@@ -170,3 +170,39 @@ rule decision_curves:
         "logs/{dataset}/decision_curves/{task}.log",
     script:
         "../scripts/decision_curves.py"
+
+
+rule model_card:
+    """What TRIPOD+AI asks a report to state, from this run's outputs (emerge_ehr.evaluate.model_card)."""
+    input:
+        cohort_meta="results/{dataset}/cohort.json",
+        cohort="results/{dataset}/cohort.parquet",
+        hourly=lambda w: f"{fold_dirs(w.dataset)[0]}/timeseries.parquet",
+        metrics=expand("results/{{dataset}}/metrics/{task}/{model}.json", task=config["tasks"], model=config["models"]),
+        subgroups=expand("results/{{dataset}}/metrics/subgroups/{task}.csv", task=config["tasks"]),
+        decisions=expand("results/{{dataset}}/metrics/decision_curves/{task}.csv", task=config["tasks"]),
+    output:
+        report(
+            "results/{dataset}/model_card.md",
+            caption="../report/model_card.rst",
+            category="{dataset}",
+            subcategory="model card",
+        ),
+    params:
+        settings=lambda w: {
+            "kind": dataset_config(w.dataset)["kind"],
+            "tasks": config["tasks"],
+            "models": config["models"],
+            "folds": FOLDS,
+            "seeds": config["train"]["seeds"],
+            "hours": config["timeseries"]["hours"],
+            "readmission_window_days": config["cohort"]["readmission"]["window_days"],
+            "level": config["evaluate"]["confidence_level"],
+            "evaluated_on": evaluated_on(FOLDS),
+        },
+    conda:
+        "../../envs/model.yaml"
+    log:
+        "logs/{dataset}/model_card.log",
+    script:
+        "../scripts/model_card.py"
