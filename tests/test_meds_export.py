@@ -20,7 +20,7 @@ from emerge_ehr.data.tables import InputError
 from emerge_ehr.evaluate.metrics import auroc
 from emerge_ehr.meds import tools
 from emerge_ehr.meds.export import SPLITS, write_validated
-from emerge_ehr.meds.predictions import check_unique_keys, prediction_rows, write_predictions
+from emerge_ehr.meds.predictions import check_unique_keys, prediction_rows, skipped_reason, write_predictions
 
 from workflow_helpers import load_config, planned_rules, snakemake
 
@@ -225,7 +225,7 @@ def _run(path, stays: pl.DataFrame, labels: pl.DataFrame, split: list[str], summ
     return str(path / "predictions.parquet")
 
 
-def test_folds_are_pooled_out_of_fold_and_a_skipped_model_writes_no_rows(tmp_path):
+def test_folds_are_pooled_out_of_fold_and_a_skipped_model_writes_no_rows_and_its_reason(tmp_path):
     labels, stays = _labelled(12)
     labels.write_parquet(tmp_path / "labels.parquet")
     stays.write_parquet(tmp_path / "stays.parquet")
@@ -240,6 +240,9 @@ def test_folds_are_pooled_out_of_fold_and_a_skipped_model_writes_no_rows(tmp_pat
     empty = pq.read_table(tmp_path / "none.parquet")
     PredictionSchema.validate(empty)
     assert empty.num_rows == 0 and empty.schema.field("predicted_boolean_probability").type == "float"
+    # the empty file says why, so that a meds-evaluation run can leave it out; a trained model's file says nothing
+    assert skipped_reason(tmp_path / "none.parquet") == "no stay has a note"
+    assert skipped_reason(tmp_path / "pooled.parquet") is None
 
 
 def test_predictions_of_another_cohort_are_refused():

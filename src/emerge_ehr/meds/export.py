@@ -231,13 +231,17 @@ def code_metadata(codes: pl.LazyFrame, events: pl.LazyFrame, variables: list[Var
             .select("code", pl.coalesce("measured", other).alias("description")).sort("code"))
 
 
-def write_validated(frame: pl.DataFrame, schema: type, path: str | Path) -> None:
+def write_validated(frame: pl.DataFrame, schema: type, path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """Write ``frame`` in a ``meds`` schema class under a temporary name, validate the file read back (``align``
-    casts polars' types but skips the null checks where it casts), then rename it."""
+    casts polars' types but skips the null checks where it casts), then rename it. ``metadata``: key-value pairs
+    added to the Parquet schema's metadata."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    pq.write_table(schema.align(frame.to_arrow()), tmp)
+    table = schema.align(frame.to_arrow())
+    if metadata:
+        table = table.replace_schema_metadata((table.schema.metadata or {}) | metadata)
+    pq.write_table(table, tmp)
     schema.validate(pq.read_table(tmp))
     tmp.replace(path)
 

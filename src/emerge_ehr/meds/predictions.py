@@ -91,11 +91,25 @@ def prediction_rows(test: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
                          probability.alias("predicted_boolean_probability")).sort(KEY)
 
 
+SKIPPED_KEY = "emerge_ehr.skipped"
+
+
 def write_predictions(run: report.Run, labels: str, stays: str, out: str | Path) -> None:
-    """One seed's predictions; a skipped model (no text to read) writes the schema and no rows."""
+    """One seed's predictions. A skipped model (no text to read) writes the schema, no rows, and its reason in
+    the file's Parquet metadata (``skipped_reason`` reads it): meds-evaluation cannot score an empty file."""
     labelled = pl.read_parquet(labels).join(pl.read_parquet(stays), on=KEY, how="inner")
     reason = report.skipped_reason([run])
     test = report.test_rows(run).head(0) if reason else report.test_rows(run)
     rows = prediction_rows(test.select("stay_id", "label", "probability"), labelled)
-    write_validated(rows, PredictionSchema, out)
+    write_validated(rows, PredictionSchema, out, {SKIPPED_KEY: reason} if reason else None)
     log.info("MEDS predictions: %d rows%s", rows.height, f" (skipped: {reason})" if reason else "")
+
+
+def skipped_reason(path: str | Path) -> str | None:
+    """Why a predictions file has no rows (its model was skipped), or None for a file of a trained model; a run
+    of meds-evaluation over the predictions leaves out the files that have a reason."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(path).metadata or {}
+    reason = metadata.get(SKIPPED_KEY.encode())
+    return reason.decode() if reason is not None else None
