@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import torch
 
-from emerge_ehr import stages
+from emerge_ehr import report_stages
 from emerge_ehr.evaluate.explain import attribute, explain_rows
 from emerge_ehr.model.registry import build_model
 from emerge_ehr.model.train import TrainSettings, train
@@ -94,7 +94,7 @@ def _trained_run(tmp_path, model, with_notes=True):
 
 def test_the_stage_explains_each_test_stay_of_a_trained_model(tmp_path):
     part = _trained_run(tmp_path, "emerge_late")
-    stages.explain([part], "mortality", 16, str(tmp_path / "explained.parquet"))
+    report_stages.explain([part], "mortality", 16, str(tmp_path / "explained.parquet"))
     explained = pl.read_parquet(tmp_path / "explained.parquet")
     predictions = pl.read_parquet(tmp_path / "models/mortality/emerge_late/seed0/predictions.parquet").filter(
         pl.col("split") == "test")
@@ -105,7 +105,7 @@ def test_the_stage_explains_each_test_stay_of_a_trained_model(tmp_path):
 
 def test_case_studies_quote_notes_only_when_allowed_and_logs_never(tmp_path, caplog):
     part = _trained_run(tmp_path, "emerge_late")
-    stages.explain([part], "mortality", 16, str(tmp_path / "explained.parquet"))
+    report_stages.explain([part], "mortality", 16, str(tmp_path / "explained.parquet"))
     secret = "patient reports crushing substernal chest pain radiating to the jaw"
     pl.DataFrame({"stay_id": np.arange(100, 100 + STAYS), "note_id": "n", "charttime": 0, "text": secret,
                   "mortality": True}).write_parquet(tmp_path / "notes.parquet")
@@ -116,7 +116,7 @@ def test_case_studies_quote_notes_only_when_allowed_and_logs_never(tmp_path, cap
     chunking = {"chunk_words": 150, "max_chunks": 3}
     with caplog.at_level(logging.DEBUG):
         for show, out in ((False, "hidden.md"), (True, "shown.md")):
-            stages.explanation_report({"emerge_late": str(tmp_path / "explained.parquet")},
+            report_stages.explanation_report({"emerge_late": str(tmp_path / "explained.parquet")},
                                       [str(tmp_path / "context.parquet")], str(tmp_path / "notes.parquet"),
                                       "mortality", settings | {"show_note_text": show}, chunking, str(tmp_path / out))
     hidden, shown = (tmp_path / "hidden.md").read_text(), (tmp_path / "shown.md").read_text()

@@ -71,9 +71,17 @@ def build_kg_index(nodes_path: str, out_dir: str | Path, encoder_settings: dict,
              time.perf_counter() - started)
 
 
-def abnormal(events_path: str, cohort_path: str, terms_path: str, threshold: float, out: str) -> None:
+def abnormal(events_path: str, cohort_path: str, terms_path: str, threshold: float, out: str,
+             source_events_path: str | None = None, source_cohort_path: str | None = None) -> None:
+    """Abnormal values as entities; z-scored against the cohort's training split, or (external validation)
+    against the training split of the dataset the model was developed on (``source_*``)."""
+    from emerge_ehr.data.abnormal import training_distribution
+
+    distribution = (training_distribution(pl.scan_parquet(source_events_path), pl.scan_parquet(source_cohort_path))
+                    if source_events_path else None)
     table = abnormal_features(
-        pl.scan_parquet(events_path), pl.scan_parquet(cohort_path), load_abnormal_terms(terms_path), threshold
+        pl.scan_parquet(events_path), pl.scan_parquet(cohort_path), load_abnormal_terms(terms_path), threshold,
+        distribution,
     ).collect()
     write_parquet_atomically(table, out)
     log.info("abnormal features: %d rows for %d stays", table.height, table.get_column("stay_id").n_unique())

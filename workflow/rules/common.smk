@@ -17,6 +17,7 @@ wildcard_constraints:
     table="|".join(SOURCE_TABLES),
     task="mortality|readmission",
     seed=r"\d+",
+    source="|".join(config["datasets"]),
     percent=r"\d+",
     fold=r"\d+",
 
@@ -138,6 +139,8 @@ def data_dir(wildcards):
     """Where a job's fitted inputs live: the dataset's results, or with folds the fold's own (its cohort's
     split decides what normalisation, z-scores and training see)."""
     base = f"results/{wildcards.dataset}"
+    if hasattr(wildcards, "source"):  # external validation: fitted on the source dataset, applied to this one
+        return f"{base}/external/{wildcards.source}"
     return f"{base}/folds/fold{wildcards.fold}" if hasattr(wildcards, "fold") else base
 
 
@@ -301,6 +304,16 @@ def train_inputs(wildcards):
     return inputs
 
 
+# External validation: (development dataset, test dataset) pairs, and the models they apply (the oracle is not a
+# model: it adds the test data's own planted effects)
+EXTERNAL_PAIRS = [(pair["train"], pair["test"]) for pair in config["evaluate"]["external"]]
+for _train, _test in EXTERNAL_PAIRS:
+    if _train not in config["datasets"] or _test not in config["datasets"] or _train == _test:
+        raise ValueError(f"evaluate.external: {{train: {_train}, test: {_test}}} needs two different datasets of "
+                         f"`datasets` ({', '.join(config['datasets'])})")
+EXTERNAL_MODELS = [name for name in config["models"] if name != "oracle"]
+
+
 # The models explained stay by stay: those of `explain.models` that this run trains (neural models only)
 EXPLAINED = [name for name in config["explain"]["models"] if name in config["models"] and name in NEURAL_MODELS]
 
@@ -369,6 +382,7 @@ def all_targets():
         targets += [f"results/{name}/metrics/subgroups/{task}.md" for task in config["tasks"]]
         targets += [f"results/{name}/plots/{task}/decision_curve.png" for task in config["tasks"]]
         targets.append(f"results/{name}/model_card.md")
+        targets += [f"results/{name}/metrics/external/{train}.md" for train, test in EXTERNAL_PAIRS if test == name]
         if EXPLAINED:
             targets += [f"results/{name}/explanations/{task}.md" for task in config["tasks"]]
         if config["scarcity"]["models"]:

@@ -181,6 +181,8 @@ rule model_card:
         metrics=expand("results/{{dataset}}/metrics/{task}/{model}.json", task=config["tasks"], model=config["models"]),
         subgroups=expand("results/{{dataset}}/metrics/subgroups/{task}.csv", task=config["tasks"]),
         decisions=expand("results/{{dataset}}/metrics/decision_curves/{task}.csv", task=config["tasks"]),
+        external=lambda w: [f"results/{w.dataset}/metrics/external/{train}.md" for train, test in EXTERNAL_PAIRS
+                            if test == w.dataset],
     output:
         report(
             "results/{dataset}/model_card.md",

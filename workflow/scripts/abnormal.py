@@ -9,5 +9,6 @@ start_job(snakemake.threads, snakemake.log[0])
 from emerge_ehr import knowledge  # noqa: E402
 
 knowledge.abnormal(
-    snakemake.input.events, snakemake.input.cohort, snakemake.input.terms, snakemake.params.threshold, snakemake.output[0]
+    snakemake.input.events, snakemake.input.cohort, snakemake.input.terms, snakemake.params.threshold, snakemake.output[0],
+    snakemake.input.get("source_events"), snakemake.input.get("source_cohort"),  # external validation only
 )

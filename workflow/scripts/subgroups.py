@@ -6,9 +6,9 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from emerge_ehr.runtime import start_job  # noqa: E402
 
 start_job(snakemake.threads, snakemake.log[0])
-from emerge_ehr import stages  # noqa: E402
+from emerge_ehr import report_stages  # noqa: E402
 
-stages.subgroups(
+report_stages.subgroups(
     snakemake.params.runs,
     snakemake.input.cohort,
     snakemake.wildcards.task,

@@ -59,9 +59,13 @@ def training_distribution(events: pl.LazyFrame, cohort: pl.LazyFrame) -> pl.Lazy
 
 
 def abnormal_features(
-    events: pl.LazyFrame, cohort: pl.LazyFrame, terms: AbnormalTerms, threshold: float = 2.0
+    events: pl.LazyFrame, cohort: pl.LazyFrame, terms: AbnormalTerms, threshold: float = 2.0,
+    distribution: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """One row per stay, variable and direction with any abnormal value: the most extreme z and the hours.
+
+    z-scores use ``distribution`` (variable, mean, std) where given, as in external validation, where they come
+    from the dataset the model was developed on; else the cohort's own training split.
 
     >>> import polars as pl
     >>> ev = pl.LazyFrame({"stay_id": [1, 1, 1, 2, 2, 3], "hour": [0, 1, 2, 0, 1, 0],
@@ -72,7 +76,7 @@ def abnormal_features(
     ...     "phenotype").collect().rows()
     [(1, 'high', 1, 'heart rate too high', 'Tachycardia')]
     """
-    stats = training_distribution(events, cohort)
+    stats = training_distribution(events, cohort) if distribution is None else distribution
     phrases = pl.DataFrame({"variable": list(terms.phrases), "_words": list(terms.phrases.values())})
     curated = pl.DataFrame(
         [(v, d, name) for (v, d), name in terms.phenotypes.items()],

@@ -155,8 +155,9 @@ def limit_lines(kind: str, cohort: pl.DataFrame, metrics: list[dict]) -> list[st
 def model_card(dataset: str, settings: dict, cohort_meta: dict, cohort: pl.DataFrame, hourly: pl.DataFrame,
                metrics: list[dict], subgroups: dict[str, pl.DataFrame], decisions: dict[str, pl.DataFrame],
                external: list[str]) -> str:
-    """The card as Markdown. ``settings``: kind, tasks, models, folds, seeds, hours, readmission definition and
-    window, evaluated_on (how the test predictions were formed)."""
+    """The card as Markdown. ``settings``: kind, tasks, models, folds, seeds, hours, readmission window, level and
+    evaluated_on (how the test predictions were formed); ``external``: the external-validation tables (Markdown)
+    that have this dataset as their test data."""
     hours, days = settings["hours"], settings["readmission_window_days"]
     design = (f"{settings['folds']} patient-grouped, outcome-stratified folds; every stay is predicted once by "
               "the model that did not train on it" if settings["folds"] > 1 else
@@ -196,8 +197,9 @@ def model_card(dataset: str, settings: dict, cohort_meta: dict, cohort: pl.DataF
         "Net benefit against treating every stay and none (`plots/{task}/decision_curve.png`):", "",
         *utility_lines(decisions), "",
     ]
-    if external:
-        lines += ["## External validation", "", *[f"- `{path}`" for path in external], ""]
+    if external:  # each table's own heading becomes a subsection
+        lines += ["## External validation", ""] + [table.replace("# External validation: ", "### ", 1)
+                                                    for table in external]
     lines += ["## Explanations", "",
               "Per-stay contributions of each input and case studies: `explanations/{task}.md` (late fusion exactly, "
               "the other neural models by integrated gradients).", "",
