@@ -118,7 +118,8 @@ def test_case_studies_quote_notes_only_when_allowed_and_logs_never(tmp_path, cap
         for show, out in ((False, "hidden.md"), (True, "shown.md")):
             report_stages.explanation_report({"emerge_late": str(tmp_path / "explained.parquet")},
                                       [str(tmp_path / "context.parquet")], str(tmp_path / "notes.parquet"),
-                                      "mortality", settings | {"show_note_text": show}, chunking, str(tmp_path / out))
+                                      "mortality", settings | {"show_note_text": show}, chunking, str(tmp_path / out),
+                                          str(tmp_path / f"{out}.png"))
     hidden, shown = (tmp_path / "hidden.md").read_text(), (tmp_path / "shown.md").read_text()
     assert "Tachycardia" in hidden and "heart rate too high" in hidden and "highest risk" in hidden
     assert secret not in hidden and secret in shown

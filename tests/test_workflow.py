@@ -29,7 +29,10 @@ pytestmark = pytest.mark.slow
 
 # The tiny MIMIC-IV run also builds the paper-layout table, the ablation claims and the data-scarcity experiment.
 TINY_TARGETS = targets("tiny") + ["results/tiny/metrics/paper_table.md", "results/tiny/metrics/ablations.md"] + [
-    f"results/tiny/plots/{task}/scarcity.png" for task in ("mortality", "readmission")]
+    f"results/tiny/plots/{task}/scarcity.png" for task in ("mortality", "readmission")] + [
+    # the reporting a clinical-ML reviewer asks for
+    "results/tiny/model_card.md", "results/tiny/explanations/mortality.md"] + [
+    f"results/tiny/plots/{task}/decision_curve.png" for task in ("mortality", "readmission")]
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +134,9 @@ def test_report_is_self_contained_html_with_plots_and_table(tiny_run):
     snakemake(workdir, config, *TINY_TARGETS, "--report", str(workdir / "report.html"))
     html = (workdir / "report.html").read_text(errors="ignore")
     assert len(html) > 100_000 and "roc.png" in html and "summary.md" in html
+    for section in ("model_card.md", "subgroups/mortality.md", "decision_curve.png", "explanations/mortality.md",
+                    "calibration.png"):
+        assert section in html, section
     assert (workdir / "results" / "tiny" / "plots" / "mortality" / "calibration.png").stat().st_size > 10_000
 
 

@@ -17,10 +17,11 @@ log = logging.getLogger("emerge_ehr")
 
 
 def subgroups(runs: dict[str, list], cohort_path: str, task: str, settings: dict, resamples: int, level: float,
-              seed: int, folds: int, csv_out: str, markdown_out: str) -> None:
-    """Each trained model's metrics in the cohort's subgroups (sex, age band, race, insurance)."""
+              seed: int, folds: int, plotted: list[str], csv_out: str, markdown_out: str, plot_out: str) -> None:
+    """Each trained model's metrics in the cohort's subgroups (sex, age band, race, insurance), and a forest plot
+    of the ``plotted`` models' AUROC by group."""
     from emerge_ehr.evaluate.report import evaluated_on, skipped_reason, test_split
-    from emerge_ehr.evaluate.subgroups import subgroup_columns, subgroup_markdown, subgroup_metrics
+    from emerge_ehr.evaluate.subgroups import plot_subgroups, subgroup_columns, subgroup_markdown, subgroup_metrics
 
     attributes = settings["attributes"]
     groups = subgroup_columns(pl.scan_parquet(cohort_path), settings["age_bands"]).collect()
@@ -38,6 +39,8 @@ def subgroups(runs: dict[str, list], cohort_path: str, task: str, settings: dict
     table.write_csv(csv_out)
     Path(markdown_out).write_text(subgroup_markdown(table, task, level, evaluated_on(folds)) if tables else
                                   f"# Subgroups: {task}\n\nNo model was trained for {task}.\n")
+    trained = table.get_column("model").unique().to_list() if tables else []
+    plot_subgroups(table, [model for model in plotted if model in trained] or trained[:1], task, plot_out)
 
 
 def decision_curves(runs: dict[str, list], task: str, csv_out: str, plot_out: str) -> None:
@@ -85,9 +88,10 @@ def explain(parts: list[dict], task: str, steps: int, out: str) -> None:
 
 
 def explanation_report(explanations: dict[str, str], contexts: list[str], notes_path: str, task: str,
-                       settings: dict, chunking: dict, out: str) -> None:
-    """The case studies of each explained model: the highest-risk test stays and a random sample."""
-    from emerge_ehr.evaluate.cases import cases_markdown, pick_cases
+                       settings: dict, chunking: dict, out: str, plot_out: str) -> None:
+    """The case studies of each explained model: the highest-risk test stays and a random sample, and a plot of
+    what moved each one's logit."""
+    from emerge_ehr.evaluate.cases import cases_markdown, pick_cases, plot_cases
     from emerge_ehr.text.embed import note_chunks
 
     lines = [f"# Explanations: {task}", "",
@@ -95,12 +99,13 @@ def explanation_report(explanations: dict[str, str], contexts: list[str], notes_
              "random, with what moved each one's logit away from zero (positive: toward the outcome). Note text is "
              + ("shown (explain.show_note_text)." if settings["show_note_text"] else
                 "not shown (set explain.show_note_text to include it)."), ""]
+    picked = {}
     for model, path in explanations.items():
         explained = pl.read_parquet(path)
         if explained.is_empty():
             lines += [f"## {model}", "", "Not trained for this task (see the metrics table for the reason).", ""]
             continue
-        cases = pick_cases(explained, settings["cases"], settings["seed"])
+        cases = picked[model] = pick_cases(explained, settings["cases"], settings["seed"])
         contexts_of = {}
         for fold, context_path in enumerate(contexts):
             stays = cases.filter(pl.col("fold") == fold).get_column("stay_id").to_list()
@@ -117,6 +122,7 @@ def explanation_report(explanations: dict[str, str], contexts: list[str], notes_
                  if explained.get_column(kind).null_count() < explained.height]
         lines += cases_markdown(model, cases, contexts_of, chunks, reads, explained.get_column("method")[0])
     Path(out).write_text("\n".join(lines) + "\n")
+    plot_cases(picked, task, plot_out)
 
 
 def model_card(dataset: str, settings: dict, cohort_meta_path: str, cohort_path: str, hourly_path: str,

@@ -135,8 +135,15 @@ rule subgroups:
             category="{dataset}",
             subcategory="{task}",
         ),
+        plot=report(
+            "results/{dataset}/plots/{task}/subgroups.png",
+            caption="../report/subgroups_plot.rst",
+            category="{dataset}",
+            subcategory="{task}",
+        ),
     params:
         runs=lambda w: {model: prediction_runs(w.dataset, w.task, model) for model in config["models"]},
+        plotted=list(dict.fromkeys(([REFERENCE] if REFERENCE in config["models"] else []) + EXPLAINED)),
         settings=config["evaluate"]["subgroups"],
         resamples=config["evaluate"]["bootstrap_resamples"],
         level=config["evaluate"]["confidence_level"],

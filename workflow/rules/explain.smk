@@ -25,9 +25,15 @@ rule explanation_report:
         contexts=explain_contexts,
         notes="results/{dataset}/notes.parquet",
     output:
-        report(
+        markdown=report(
             "results/{dataset}/explanations/{task}.md",
             caption="../report/explanations.rst",
+            category="{dataset}",
+            subcategory="{task}",
+        ),
+        plot=report(
+            "results/{dataset}/plots/{task}/explanations.png",
+            caption="../report/explanations_plot.rst",
             category="{dataset}",
             subcategory="{task}",
         ),

@@ -15,5 +15,6 @@ report_stages.explanation_report(
     snakemake.wildcards.task,
     snakemake.params.settings,
     snakemake.params.chunking,
-    snakemake.output[0],
+    snakemake.output.markdown,
+    snakemake.output.plot,
 )

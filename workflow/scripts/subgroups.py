@@ -17,6 +17,8 @@ report_stages.subgroups(
     snakemake.params.level,
     snakemake.params.seed,
     snakemake.params.folds,
+    snakemake.params.plotted,
     snakemake.output.csv,
     snakemake.output.markdown,
+    snakemake.output.plot,
 )

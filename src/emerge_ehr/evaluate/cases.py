@@ -97,3 +97,39 @@ def cases_markdown(model: str, cases: pl.DataFrame, contexts: dict[int, dict], c
         lines += case_markdown(case, contexts.get(case["stay_id"]),
                                chunks.get(case["stay_id"]) if chunks is not None else None, reads)
     return lines
+
+
+def plot_cases(explained: dict[str, pl.DataFrame], task: str, out: str) -> None:
+    """One panel per model: each case's logit as stacked contributions (series, each text kind), the baseline
+    logit of integrated gradients as its own bar segment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = ["baseline_logit", *CONTRIBUTIONS]
+    colours = dict(zip(kinds, ["#bbbbbb", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]))
+    figure, axes = plt.subplots(1, max(len(explained), 1), figsize=(4.5 * max(len(explained), 1), 4), squeeze=False)
+    for ax, (model, cases) in zip(axes[0], explained.items()):
+        labels = [f"{stay} ({'+' if label == 1 else '-'}) {p * 100:.0f} %" for stay, label, p in
+                  cases.select("stay_id", "label", "probability").rows()]
+        for row, case in enumerate(cases.iter_rows(named=True)):
+            positive, negative = 0.0, 0.0
+            for kind in kinds:
+                value = case.get(kind)
+                if value is None or value == 0:
+                    continue
+                start = positive if value > 0 else negative
+                ax.barh(row, value, left=start, color=colours[kind], label=kind if row == 0 else None)
+                positive, negative = (positive + value, negative) if value > 0 else (positive, negative + value)
+            ax.plot([case["logit"]], [row], "k|", ms=12)
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("contribution to the logit (|: the logit)", fontsize=8)
+        ax.set_title(model, fontsize=9)
+        ax.legend(fontsize=6, loc="lower right")
+    figure.suptitle(f"{task}: what moved the risk of the highest-risk and random test stays", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)

@@ -146,3 +146,32 @@ def subgroup_markdown(table: pl.DataFrame, task: str, level: float, evaluated_on
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def plot_subgroups(table: pl.DataFrame, models: list[str], task: str, out: str) -> None:
+    """A forest plot: each scored group's AUROC with its interval, one marker per model, the overall AUROC of
+    the first model as a dotted line where an attribute is all one group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = table.filter(pl.col("model").is_in(models) & (pl.col("status") == "ok"))
+    groups = scored.select("attribute", "group").unique(maintain_order=True).rows()
+    figure, axes = plt.subplots(figsize=(7, 0.35 * max(len(groups), 4) + 1.2))
+    offsets = np.linspace(-0.25, 0.25, max(len(models), 1)) if len(models) > 1 else [0.0]
+    for offset, model in zip(offsets, models):
+        rows = scored.filter(pl.col("model") == model)
+        where = {key: i for i, key in enumerate(groups)}
+        y = [where[(a, g)] + offset for a, g in rows.select("attribute", "group").rows()]
+        value = rows.get_column("auroc").to_numpy() * 100
+        low, high = rows.get_column("auroc_ci_low").to_numpy() * 100, rows.get_column("auroc_ci_high").to_numpy() * 100
+        axes.errorbar(value, y, xerr=[value - low, high - value], fmt="o", ms=4, capsize=2, label=model)
+    axes.set_yticks(range(len(groups)), [f"{a}: {g}" for a, g in groups], fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlabel("AUROC (x100) with 95 % interval")
+    axes.set_title(f"{task}: AUROC by subgroup", fontsize=10)
+    axes.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
