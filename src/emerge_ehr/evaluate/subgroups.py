@@ -3,9 +3,10 @@
 A model that is good on average may fail one group; TRIPOD+AI asks for each group's discrimination and
 calibration. fairlearn's ``MetricFrame`` splits the stays into groups; inside each group the metrics and their
 percentile intervals come from ``metrics.bootstrap`` (the same resampling as the overall table), because
-MetricFrame's own bootstrap rebuilds a pandas frame per resample: 83 s for one attribute of 3,000 stays and
-1,000 resamples, against under a second this way (docs/PERFORMANCE.md). A group with fewer stays than
-``min_stays``, or without both outcomes, is listed with its counts and the reason, never dropped.
+MetricFrame's own bootstrap rebuilds a pandas frame per resample: 135 s for one attribute of 3,000 stays and
+1,000 resamples, against 2.5 s this way, with the same group values (bench/subgroups.py, docs/PERFORMANCE.md).
+A group with fewer stays than ``min_stays``, or without both outcomes, is listed with its counts and the reason,
+never dropped.
 """
 
 from __future__ import annotations
