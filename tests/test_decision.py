@@ -35,3 +35,16 @@ def test_calibration_bins_cover_every_stay():
     assert len(predicted) == 10
     assert np.all((low <= observed) & (observed <= high))
     assert predicted.mean() == pytest.approx(p.mean(), abs=1e-9)  # equal-count bins: the mean of the bin means
+
+
+def test_a_test_split_with_one_outcome_gives_no_curve_and_says_why(tmp_path):
+    from emerge_ehr.report_stages import decision_curves
+
+    run = tmp_path / "gru" / "seed0"
+    run.mkdir(parents=True)
+    pl.DataFrame({"stay_id": [1, 2, 3], "split": "test", "label": [0, 0, 0], "probability": [0.1, 0.2, 0.3]},
+                 schema_overrides={"label": pl.Int8}).write_parquet(run / "predictions.parquet")
+    (run / "summary.json").write_text('{"train_stays": 10}')
+    decision_curves({"gru": [str(run / "predictions.parquet")]}, "mortality", str(tmp_path / "nb.csv"),
+                    str(tmp_path / "nb.png"))
+    assert pl.read_csv(tmp_path / "nb.csv").is_empty() and (tmp_path / "nb.png").stat().st_size > 1000

@@ -45,19 +45,24 @@ def subgroups(runs: dict[str, list], cohort_path: str, task: str, settings: dict
 
 def decision_curves(runs: dict[str, list], task: str, csv_out: str, plot_out: str) -> None:
     """Net benefit of every trained model against treating all and none (seed-averaged test risks)."""
-    from emerge_ehr.evaluate.decision import net_benefit, plot_decision_curves
+    from emerge_ehr.evaluate.decision import NET_BENEFIT_SCHEMA, net_benefit, plot_decision_curves
     from emerge_ehr.evaluate.plots import averaged_test_predictions
-    from emerge_ehr.evaluate.report import curves_on, skipped_reason
+    from emerge_ehr.evaluate.report import curves_on, single_class, skipped_reason
 
     trained = {model: averaged_test_predictions(model_runs) for model, model_runs in runs.items()
                if skipped_reason(model_runs) is None}
     if not trained:
         raise ValueError(f"decision curves for {task}: every model was skipped (see metrics/{task}/*.json)")
     y = next(iter(trained.values()))[0]
+    where = curves_on([run for model_runs in runs.values() for run in model_runs])
+    if (reason := single_class(len(y), int(y.sum()))) is not None:  # no curve without both outcomes
+        pl.DataFrame(schema=NET_BENEFIT_SCHEMA).write_csv(csv_out)
+        plot_decision_curves(pl.DataFrame(schema=NET_BENEFIT_SCHEMA), task, f"{where}: {reason}", plot_out)
+        log.info("decision curves %s: %s", task, reason)
+        return
     table = net_benefit(y, {model: p for model, (_, p) in trained.items()})
     table.write_csv(csv_out)
-    plot_decision_curves(table, task, curves_on([run for model_runs in runs.values() for run in model_runs]),
-                         plot_out)
+    plot_decision_curves(table, task, where, plot_out)
     log.info("decision curves %s: %d models", task, len(trained))
 
 

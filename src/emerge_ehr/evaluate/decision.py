@@ -14,6 +14,8 @@ import numpy as np
 import polars as pl
 
 THRESHOLDS = np.round(np.arange(0.01, 0.61, 0.01), 2)  # ICU decisions rarely wait for a risk above 60 %
+NET_BENEFIT_SCHEMA = {"model": pl.String, "threshold": pl.Float64, "net_benefit": pl.Float64, "tp_rate": pl.Float64,
+                      "fp_rate": pl.Float64}
 
 
 def net_benefit(y: np.ndarray, risks: dict[str, np.ndarray], thresholds: np.ndarray = THRESHOLDS) -> pl.DataFrame:

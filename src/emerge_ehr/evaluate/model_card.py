@@ -121,6 +121,8 @@ def utility_lines(tables: dict[str, pl.DataFrame]) -> list[str]:
     """Per task and model, the thresholds at which acting on the model beats treating all and none."""
     lines = ["| task | model | lowest-highest threshold where it beats treat-all and treat-none |", "|---|---|---|"]
     for task, table in tables.items():
+        if table.is_empty():
+            lines.append(f"| {task} | all | n/a: the test stays have one outcome only |")
         for model in table.get_column("model").unique(maintain_order=True):
             if model not in ("all", "none"):
                 lines.append(f"| {task} | {model} | {useful_range(table, model)} |")
