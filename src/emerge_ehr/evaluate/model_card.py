@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from emerge_ehr.evaluate.decision import useful_range
+from emerge_ehr.evaluate.report import single_class
 
 PREDICTION_TIME = {
     "mortality": "{hours} h after ICU admission, from the first {hours} h of the stay and the notes charted by then",
@@ -77,7 +78,15 @@ def missingness_lines(hourly: pl.DataFrame, stays: int, hours: int) -> list[str]
 
 
 def _interval(metric: dict) -> str:
-    return f"{metric['value'] * 100:.1f} [{metric['ci_low'] * 100:.1f}, {metric['ci_high'] * 100:.1f}]"
+    """A metric x100 with its interval; n/a where it is undefined (NaN in JSON comes back as None or NaN).
+
+    >>> _interval({"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}), _interval({"value": None})
+    ('80.0 [70.0, 90.0]', 'n/a')
+    """
+    values = [metric.get(key) for key in ("value", "ci_low", "ci_high")]
+    if any(value is None or value != value for value in values):
+        return "n/a"
+    return f"{values[0] * 100:.1f} [{values[1] * 100:.1f}, {values[2] * 100:.1f}]"
 
 
 def performance_lines(metrics: list[dict]) -> list[str]:
@@ -87,6 +96,10 @@ def performance_lines(metrics: list[dict]) -> list[str]:
         if "metrics" not in result:
             reason = result.get("skipped") or "not evaluated"
             lines.append(f"| {result['task']} | {result['model']} | {reason} | | | | |")
+            continue
+        if reason := single_class(result.get("test_stays"), result.get("positives")):
+            lines.append(f"| {result['task']} | {result['model']} | {reason} | | | | {result['test_stays']} "
+                         f"({result['positives']}) |")
             continue
         cells = [_interval(result["metrics"][name]) for name in ("auroc", "auprc", "brier", "ece")]
         lines.append(f"| {result['task']} | {result['model']} | " + " | ".join(cells)
