@@ -314,6 +314,35 @@ for _train, _test in EXTERNAL_PAIRS:
 EXTERNAL_MODELS = [name for name in config["models"] if name != "oracle"]
 
 
+# External validation (external.smk): the test dataset's directory for the models of {source}
+EXTERNAL_DIR = "results/{dataset}/external/{source}"
+
+
+def development_dir(wildcards):
+    """Where the models developed on the source dataset live: with folds, its first fold's directory."""
+    return fold_dirs(wildcards.source)[0]
+
+
+def external_runs(wildcards, model):
+    return [f"{EXTERNAL_DIR}/models/{wildcards.task}/{model}/seed{seed}/predictions.parquet".format(
+        dataset=wildcards.dataset, source=wildcards.source) for seed in config["train"]["seeds"]]
+
+
+def external_reference(wildcards):
+    compared = REFERENCE in EXTERNAL_MODELS and wildcards.model != REFERENCE
+    return external_runs(wildcards, REFERENCE) if compared else []
+
+
+def external_predict_inputs(wildcards):
+    run = f"{development_dir(wildcards)}/models/{wildcards.task}/{wildcards.model}/seed{wildcards.seed}"
+    base = data_dir(wildcards)
+    inputs = {"model": f"{run}/model.pt", "summary": f"{run}/summary.json", "features": f"{base}/features.npy",
+              "cohort": f"{base}/cohort.parquet"}
+    if wildcards.model in TEXT_MODELS:
+        inputs["embeddings"] = f"{base}/embeddings/{wildcards.task}.npz"
+    return inputs
+
+
 # The models explained stay by stay: those of `explain.models` that this run trains (neural models only)
 EXPLAINED = [name for name in config["explain"]["models"] if name in config["models"] and name in NEURAL_MODELS]
 
