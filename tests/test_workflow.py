@@ -160,7 +160,8 @@ def test_changing_a_model_setting_reruns_training_and_evaluation_only(tiny_run):
     changed.setdefault("model_settings", {})["gru"] = {"hidden_size": 32}
     result = snakemake(workdir, changed, "--dry-run", *TINY_TARGETS)
     assert planned_rules(result) == {"train", "train_scarce", "evaluate", "metrics_table", "plots", "scarcity",
-                                     "ablations"}
+                                     "ablations", "subgroups", "decision_curves", "explain", "explanation_report",
+                                     "model_card"}
 
 
 def test_more_stays_embed_only_new_strings_and_reuse_the_index(tiny_run):
