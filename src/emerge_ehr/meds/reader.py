@@ -11,7 +11,8 @@ download (tables.CANONICAL), so that events, cohort and everything after run unc
 - **admissions**: ``HOSPITAL_ADMISSION//...`` paired with the next ``HOSPITAL_DISCHARGE//{location}`` (or by the
   ``hadm_id`` extension column); without it a surrogate ``hadm_id`` (minus the rank by subject, admission time).
   ``deathtime`` is the first ``MEDS_DEATH`` inside [admittime, dischtime]; ``hospital_expire_flag`` is 1 when the
-  discharge code is ``HOSPITAL_DISCHARGE//DIED`` (or a death falls inside).
+  discharge code is ``HOSPITAL_DISCHARGE//DIED`` (or a death falls inside); ``race`` and ``insurance`` from the
+  ``RACE//`` and ``INSURANCE//`` codes at the admission time (MEDS-Extract writes them; null without).
 - **patients**: ``gender`` from ``GENDER//{F|M}``; ``dod`` the date of the first ``MEDS_DEATH``; age from
   ``MEDS_BIRTH``: a birth at midnight of 1 January is a year of birth (MEDS-Extract writes MIMIC-IV's
   anchor_year - anchor_age that way) and becomes ``anchor_year`` = that year with ``anchor_age`` = 0, so the
@@ -50,6 +51,7 @@ HOSPITAL_ADMISSION, HOSPITAL_DISCHARGE = "HOSPITAL_ADMISSION//", "HOSPITAL_DISCH
 ICU_ADMISSION, ICU_DISCHARGE = "ICU_ADMISSION//", "ICU_DISCHARGE//"
 DIED = "HOSPITAL_DISCHARGE//DIED"
 GENDER = "GENDER//"
+RACE, INSURANCE = "RACE//", "INSURANCE//"
 BIRTH, DEATH = "MEDS_BIRTH", "MEDS_DEATH"
 NO_UNIT = "UNK"
 HADM_COLUMN, STAY_COLUMN = "hadm_id", "icustay_id"
@@ -147,12 +149,33 @@ def admissions(events: pl.LazyFrame) -> pl.DataFrame:
         .filter(pl.col("_death").is_between(pl.col("admittime"), pl.col("dischtime")))
         .group_by(HADM_COLUMN).agg(pl.col("_death").min().alias("deathtime"))
     )
-    return paired.join(in_admission, on=HADM_COLUMN, how="left").select(
+    return paired.join(in_admission, on=HADM_COLUMN, how="left").join(
+        admission_descriptors(events), on=["subject_id", "admittime"], how="left").select(
         "subject_id", HADM_COLUMN, "admittime", "dischtime", "deathtime",
         pl.when(pl.col("dischtime").is_null()).then(None)
         .otherwise((pl.col("_died").fill_null(False) | pl.col("deathtime").is_not_null()).cast(pl.Int64))
         .alias("hospital_expire_flag"),
+        "insurance", "race",
     ).sort("subject_id", "admittime")
+
+
+def admission_descriptors(events: pl.LazyFrame) -> pl.DataFrame:
+    """race and insurance per subject and admission time, from MEDS-Extract's ``RACE//{race}`` and
+    ``INSURANCE//{insurance}`` codes (written at the admission time); none where a dataset has no such codes.
+
+    >>> import datetime as dt
+    >>> ev = pl.LazyFrame({"subject_id": [1, 1], "time": [dt.datetime(2150, 1, 1)] * 2,
+    ...                    "code": ["RACE//WHITE", "INSURANCE//Medicare"]})
+    >>> admission_descriptors(ev).select("race", "insurance").rows()
+    [('WHITE', 'Medicare')]
+    """
+    code = pl.col("code")
+    rows = events.filter(code.str.starts_with(RACE) | code.str.starts_with(INSURANCE)).select(
+        "subject_id", pl.col("time").alias("admittime"), code.str.starts_with(RACE).alias("_race"),
+        code.str.replace(r"^(RACE|INSURANCE)//", "").alias("_value")).collect()
+    return rows.group_by("subject_id", "admittime", maintain_order=True).agg(
+        pl.col("_value").filter(pl.col("_race")).first().alias("race"),
+        pl.col("_value").filter(~pl.col("_race")).first().alias("insurance"))
 
 
 def enclosing_admission(frame: pl.DataFrame | pl.LazyFrame, admitted: pl.DataFrame, time: str) -> pl.LazyFrame:
