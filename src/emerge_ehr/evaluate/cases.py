@@ -107,6 +107,8 @@ def plot_cases(explained: dict[str, pl.DataFrame], task: str, out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from emerge_ehr.evaluate.plots import save_figure
+
     kinds = ["baseline_logit", *CONTRIBUTIONS]
     colours = dict(zip(kinds, ["#bbbbbb", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]))
     figure, axes = plt.subplots(1, max(len(explained), 1), figsize=(4.5 * max(len(explained), 1), 4), squeeze=False)
@@ -130,6 +132,4 @@ def plot_cases(explained: dict[str, pl.DataFrame], task: str, out: str) -> None:
         ax.set_title(model, fontsize=9)
         ax.legend(fontsize=6, loc="lower right")
     figure.suptitle(f"{task}: what moved the risk of the highest-risk and random test stays", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
+    save_figure(figure, out)

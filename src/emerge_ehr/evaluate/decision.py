@@ -8,8 +8,6 @@ computes it (0.3 s for 73,000 stays and 99 thresholds); a model is useful at t w
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 
@@ -59,6 +57,8 @@ def plot_decision_curves(table: pl.DataFrame, task: str, where: str, out: str) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from emerge_ehr.evaluate.plots import save_figure
+
     figure, axes = plt.subplots(figsize=(6, 5))
     prevalence = None
     for model in table.get_column("model").unique(maintain_order=True):
@@ -73,7 +73,4 @@ def plot_decision_curves(table: pl.DataFrame, task: str, where: str, out: str) -
     axes.set_ylabel("Net benefit")
     axes.set_title(f"{task}: decision curves, {where}")
     axes.legend(fontsize=7, loc="upper right")
-    figure.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
+    save_figure(figure, out)

@@ -9,6 +9,16 @@ import numpy as np
 from emerge_ehr.evaluate.report import Run, curves_on, skipped_reason, test_rows
 
 
+def save_figure(figure, out: str, dpi: int = 120) -> None:
+    """Lay out, write (making the folder) and close a matplotlib figure: every plot of the report ends so."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=dpi)
+    plt.close(figure)
+
+
 def averaged_test_predictions(runs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
     """Labels and the seed-averaged probability of the test stays (pooled over folds)."""
     frames = [test_rows(run) for run in runs]
@@ -45,10 +55,7 @@ def plot_task(task: str, predictions: dict[str, list[Run]], roc_out: str, pr_out
         axes.set_ylabel(labels[name][1])
         axes.set_title(f"{task}: {where}, mean over seeds")
         axes.legend(fontsize=7, loc="best")
-        figure.tight_layout()
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(out, dpi=120)
-        plt.close(figure)
+        save_figure(figure, out)
 
 
 def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.ndarray, ...]:
@@ -96,7 +103,4 @@ def plot_calibration(trained: dict[str, tuple[np.ndarray, np.ndarray]], title: s
     figure.supxlabel("Predicted risk", fontsize=9)
     figure.supylabel("Observed risk", fontsize=9)
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
-    plt.close(figure)
+    save_figure(figure, out, dpi=110)

@@ -49,6 +49,8 @@ def plot_scarcity(table: pl.DataFrame, task: str, where: str, out: str | Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from emerge_ehr.evaluate.plots import save_figure
+
     figure, axes = plt.subplots(1, 2, figsize=(9, 4))
     trained = table.filter(pl.col("skipped").is_null())
     for model in trained.get_column("model").unique(maintain_order=True):
@@ -63,7 +65,4 @@ def plot_scarcity(table: pl.DataFrame, task: str, where: str, out: str | Path) -
         ax.set_ylabel(name.upper())
         ax.set_title(f"{task}: {name.upper()}, {where}")
     axes[0].legend(fontsize=8)
-    figure.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
+    save_figure(figure, out)

@@ -157,6 +157,8 @@ def plot_subgroups(table: pl.DataFrame, models: list[str], task: str, out: str) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from emerge_ehr.evaluate.plots import save_figure
+
     scored = table.filter(pl.col("model").is_in(models) & (pl.col("status") == "ok"))
     groups = scored.select("attribute", "group").unique(maintain_order=True).rows()
     figure, axes = plt.subplots(figsize=(7, 0.35 * max(len(groups), 4) + 1.2))
@@ -173,6 +175,4 @@ def plot_subgroups(table: pl.DataFrame, models: list[str], task: str, out: str) 
     axes.set_xlabel("AUROC (x100) with 95 % interval")
     axes.set_title(f"{task}: AUROC by subgroup", fontsize=10)
     axes.legend(fontsize=7, loc="lower left")
-    figure.tight_layout()
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
+    save_figure(figure, out)
