@@ -81,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     nodes = pl.read_parquet(args.kg / "nodes.parquet")
     encoder = TextEncoder(EncoderSettings(dtype=args.dtype))
-    cache = EmbeddingCache(args.cache / f"embeddings-{encoder.identity}.sqlite", encoder.dimension)
+    cache = EmbeddingCache(args.cache / f"embeddings-{encoder.identity}", encoder.dimension, writer="bench/alignment_quality")
     results = {}
     for label, include_synonyms in (("held-out synonyms (index of names only)", False), ("clinical phrases", True),
                                     ("abbreviations, unexpanded", True), ("negatives", True)):

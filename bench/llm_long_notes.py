@@ -177,7 +177,7 @@ def main() -> None:
     requests, _ = extraction_requests(notes, extraction, settings.max_model_len, count)
     backend = make_backend(settings)
     with tempfile.TemporaryDirectory() as scratch:  # no answer from an earlier run
-        cache = AnswerCache(Path(scratch) / "answers.sqlite")
+        cache = AnswerCache(Path(scratch) / "answers", writer="bench")
         results, stats = run(requests, backend, cache, settings, "long notes")
         first = first_attempts(requests, backend, cache, settings)
         cache.close()

@@ -92,7 +92,7 @@ def measure(args) -> dict:
         backend.start()
         start_seconds = time.perf_counter() - started
         with tempfile.TemporaryDirectory() as scratch:
-            cache = AnswerCache(Path(scratch) / "answers.sqlite")
+            cache = AnswerCache(Path(scratch) / "answers", writer="bench")
             _, stats = run(requests, backend, cache, settings, "bench")
             cache.close()
         seconds, tokens, calls, prompt_tokens = stats.seconds, stats.generated_tokens, stats.calls, None

@@ -108,16 +108,24 @@ def test_unknown_packaged_model_is_named():
 
 
 def test_cache_embeds_only_new_strings_and_stores_no_text(tmp_path, encoder):
-    cache = EmbeddingCache(tmp_path / "cache.sqlite", encoder.dimension)
+    cache = EmbeddingCache(tmp_path / "cache", encoder.dimension, writer="first")
     first, stats = embed_cached(["pneumonia", "fever", "pneumonia"], encoder, cache)
     assert (stats.unique, stats.hits, stats.misses) == (2, 0, 2)
     again, stats = embed_cached(["fever", "pneumonia", "septic shock"], encoder, cache)
     assert (stats.hits, stats.misses) == (2, 1)
     np.testing.assert_array_equal(again[1], first[0])
     cache.close()
-    raw = (tmp_path / "cache.sqlite").read_bytes()
+    # a later job reads the sealed segment and embeds nothing again
+    later = EmbeddingCache(tmp_path / "cache", encoder.dimension, writer="later")
+    vectors, stats = embed_cached(["septic shock", "fever"], encoder, later)
+    assert (stats.hits, stats.misses) == (2, 0)
+    np.testing.assert_array_equal(vectors[1], first[1])
+    later.close()
+    segments = list((tmp_path / "cache").iterdir())
+    raw = b"".join(p.read_bytes() for p in segments)
     assert b"pneumonia" not in raw and b"septic" not in raw
-    rows = sqlite3.connect(tmp_path / "cache.sqlite").execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    assert len(segments) == 1  # the later job added nothing, so it left no file
+    rows = sqlite3.connect(segments[0]).execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
     assert rows == 3
 
 

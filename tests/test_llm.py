@@ -73,7 +73,7 @@ def test_text_around_the_json_is_tolerated():
 def test_bad_answers_are_retried_then_recorded_not_raised(tmp_path):
     backend = ScriptedBackend(['{"entities": ["CHF"]}', "oops", "", '{"entities": [', "nope"])
     settings = LLMSettings(max_attempts=3)
-    cache = AnswerCache(tmp_path / "answers.sqlite")
+    cache = AnswerCache(tmp_path / "answers", writer="test")
     results, stats = run([request("a"), request("b")], backend, cache, settings, "test")
     assert results[0].value == {"entities": ["CHF"]} and results[0].attempts == 1
     assert results[1].value is None and results[1].attempts == 3 and results[1].error.startswith("not JSON")
@@ -82,15 +82,15 @@ def test_bad_answers_are_retried_then_recorded_not_raised(tmp_path):
 
 def test_cache_answers_reruns_without_calls_and_new_prompts_only(tmp_path):
     settings = LLMSettings()
-    cache = AnswerCache(tmp_path / "answers.sqlite")
+    cache = AnswerCache(tmp_path / "answers", writer="test")
     first = ScriptedBackend(['{"entities": ["CHF"]}', '{"entities": []}'])
     run([request("a"), request("b")], first, cache, settings, "test")
     again = ScriptedBackend(['{"entities": ["AKI"]}'])
     results, stats = run([request("a"), request("b"), request("c")], again, cache, settings, "test")
     assert again.calls == 1 and stats.cache_hits == 2
     assert [r.value["entities"] for r in results] == [["CHF"], [], ["AKI"]]
-    raw = (tmp_path / "answers.sqlite").read_bytes()
-    assert b'"a"' not in raw  # prompts are hashed into keys, not stored
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "answers").iterdir())
+    assert raw and b'"a"' not in raw  # prompts are hashed into keys, not stored
 
 
 def fake_hardware(monkeypatch, cuda: bool, cuda_bf16: bool = False, avx512_bf16: bool = False, amx: bool = False):
@@ -209,7 +209,7 @@ def test_engine_options_per_device(tmp_path, compile_model):
 def test_the_runner_reports_progress_of_backends_that_do_not(tmp_path, caplog):
     caplog.set_level("INFO")
     backend = ScriptedBackend(['{"entities": []}'] * 3)
-    run([request("a"), request("b"), request("c")], backend, AnswerCache(tmp_path / "a.sqlite"), LLMSettings(), "test")
+    run([request("a"), request("b"), request("c")], backend, AnswerCache(tmp_path / "a", writer="test"), LLMSettings(), "test")
     assert "test, attempt 1: 3 of 3 uncached prompts" in caplog.text
 
 
@@ -372,7 +372,7 @@ def test_vllm_engine_answers_schema_valid_json(model_dir, tmp_path):
         "Elderly man with COPD exacerbation and atrial fibrillation.", "CXR: bilateral pneumonia.",
         "History of cirrhosis with ascites; no evidence of bleeding."]})
     requests, _ = extraction_requests(notes, ExtractionSettings(), settings.max_model_len)
-    cache = AnswerCache(tmp_path / "answers.sqlite")
+    cache = AnswerCache(tmp_path / "answers", writer="test")
     backend = make_backend(settings)
     results, stats = run(requests, backend, cache, settings, "test")
     assert stats.calls >= 3 and stats.failures == 0
@@ -410,8 +410,10 @@ def entity_stage(model_dir: Path, tmp_path: Path, texts: list[str]) -> tuple[pl.
     llm_entities(str(notes), str(REPO / "config" / "abbreviations.yaml"), 0, 1,
                  {"model": str(model_dir), "workdir": str(tmp_path / "runtime")}, {}, str(tmp_path / "cache"),
                  str(tmp_path / "entities.parquet"), str(tmp_path / "stats.json"))
-    with sqlite3.connect(tmp_path / "cache" / "llm-answers.sqlite") as cache:
-        answers = [answer for (answer,) in cache.execute("SELECT answer FROM answers")]
+    answers = []
+    for segment in (tmp_path / "cache" / "llm-answers").glob("*.sqlite"):  # the stage's sealed segment
+        with sqlite3.connect(segment) as cache:
+            answers += [answer for (answer,) in cache.execute("SELECT answer FROM answers")]
     return pl.read_parquet(tmp_path / "entities.parquet"), json.loads((tmp_path / "stats.json").read_text()), answers
 
 
@@ -482,29 +484,39 @@ settings = LLMSettings(model={model!r}, workdir={runtime!r}, batch_size=2)
 notes = pl.DataFrame({{"stay_id": list(range(12)), "note_id": [str(i) for i in range(12)],
                       "text": [f"Patient {{i}} with pneumonia and CHF." for i in range(12)]}})
 requests, _ = extraction_requests(notes, ExtractionSettings(), 2048)
-results, stats = run(requests, make_backend(settings), AnswerCache({cache!r}), settings, "resume")
+cache = AnswerCache({cache!r}, writer="resume")
+results, stats = run(requests, make_backend(settings), cache, settings, "resume")
+cache.close()
 print("CALLS", stats.calls, "HITS", stats.cache_hits)
 """
+
+
+def cached_answers(directory: Path, pattern: str) -> int:
+    """Answers in the cache's files, read as a bystander: read-only, taking no lock."""
+    import sqlite3
+
+    count = 0
+    for path in directory.glob(pattern):
+        try:
+            with sqlite3.connect(f"{path.as_uri()}?mode=ro&nolock=1", uri=True) as segment:
+                count += segment.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+        except sqlite3.Error:  # created, its table not yet
+            pass
+    return count
 
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_without_repeating_finished_calls(model_dir, tmp_path):
     vllm_available()
-    cache = tmp_path / "answers.sqlite"
+    cache = tmp_path / "answers"
     script = RESUME_SCRIPT.format(src=str(REPO / "src"), model=str(model_dir), runtime=str(tmp_path / "rt"), cache=str(cache))
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     deadline = time.time() + 300
     done = 0
     while time.time() < deadline and process.poll() is None:
-        if cache.exists():
-            import sqlite3
-
-            try:
-                done = sqlite3.connect(cache, timeout=5).execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-            except sqlite3.OperationalError:
-                done = 0
-            if done >= 4:
-                break
+        done = cached_answers(cache, "*.open.sqlite")  # the job's own segment, being written
+        if done >= 4:
+            break
         time.sleep(0.2)
     process.kill()
     process.wait()
@@ -512,10 +524,8 @@ def test_a_killed_run_resumes_without_repeating_finished_calls(model_dir, tmp_pa
     finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     words = finished.stdout.split()
     calls, hits = int(words[words.index("CALLS") + 1]), int(words[words.index("HITS") + 1])
-    import sqlite3
-
-    stored = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-    assert hits >= done  # everything answered before the kill came from the cache
+    stored = cached_answers(cache, "*.sqlite")
+    assert [p.name.endswith(".open.sqlite") for p in cache.iterdir()] == [False]  # resumed, then sealed
     assert stored == done + calls  # and no prompt was answered twice
 
 
@@ -551,7 +561,7 @@ def test_openai_backend_against_a_real_vllm_server_on_loopback(model_dir, tmp_pa
         settings = LLMSettings(backend="openai", model="smollm2", base_url=f"http://127.0.0.1:{port}/v1", concurrency=2)
         backend = make_backend(settings)
         requests = [request(f"Note: patient with pneumonia number {i}.") for i in range(3)]
-        results, stats = run(requests, backend, AnswerCache(tmp_path / "answers.sqlite"), settings, "serve")
+        results, stats = run(requests, backend, AnswerCache(tmp_path / "answers", writer="test"), settings, "serve")
         assert stats.calls >= 3 and stats.failures == 0
         assert all(isinstance(r.value["entities"], list) for r in results)
     finally:
@@ -569,7 +579,7 @@ def test_transformers_backend_validates_and_retries(model_dir, tmp_path):
         [{"role": "user", "content": 'Answer only with JSON {"entities": [...]}: diseases in "CHF and pneumonia".'}],
         ENTITY_ANSWER_SCHEMA, 48,
     )]
-    results, stats = run(requests, make_backend(settings), AnswerCache(tmp_path / "a.sqlite"), settings, "hf")
+    results, stats = run(requests, make_backend(settings), AnswerCache(tmp_path / "a", writer="test"), settings, "hf")
     # Without constrained decoding the tiny model may fail; either way the stage gets a result, not an error.
     assert stats.calls in (1, 2) and len(results) == 1
     assert (results[0].value is None) == (results[0].error is not None)

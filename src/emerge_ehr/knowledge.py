@@ -45,10 +45,11 @@ def _encoder(settings: dict):
     return TextEncoder(EncoderSettings(**settings))
 
 
-def _cache(cache_dir: str | Path, encoder):
+def _cache(cache_dir: str | Path, encoder, writer: str):
+    """The embedding cache of this encoder, written by the job whose output is ``writer``."""
     from emerge_ehr.text.encoder import EmbeddingCache
 
-    return EmbeddingCache(Path(cache_dir) / f"embeddings-{encoder.identity}.sqlite", encoder.dimension)
+    return EmbeddingCache(Path(cache_dir) / f"embeddings-{encoder.identity}", encoder.dimension, writer)
 
 
 def build_kg_index(nodes_path: str, out_dir: str | Path, encoder_settings: dict, index_settings: dict, cache_dir: str) -> None:
@@ -61,7 +62,7 @@ def build_kg_index(nodes_path: str, out_dir: str | Path, encoder_settings: dict,
     if entries.height == 0:
         raise InputError(f"{nodes_path}: no nodes of the types {list(settings.node_types)} (setting kg_index.node_types)")
     encoder = _encoder(encoder_settings)
-    cache = _cache(cache_dir, encoder)
+    cache = _cache(cache_dir, encoder, str(out_dir))
     vectors, _ = embed_cached(entries.get_column("text").to_list(), encoder, cache)
     cache.close()
     index = build_index(vectors, settings)
@@ -131,7 +132,7 @@ def align(
             f" ({built['identity']}), not {encoder_settings['model']} in {encoder.dtype} ({encoder.identity}):"
             " rebuild it (snakemake --forcerun kg_index), or set text_encoder.dtype to the index's"
         )
-    cache = _cache(cache_dir, encoder)
+    cache = _cache(cache_dir, encoder, out)
     vectors, stats = embed_cached(queries.get_column("entity").to_list(), encoder, cache)
     cache.close()
     started = time.perf_counter()
@@ -214,7 +215,7 @@ def embed(
     nodes = node_lines(pl.read_parquet(context_path, columns=["task", "stay_id", "node_names", "definitions"]), task,
                        max_nodes)
     encoder = _encoder(encoder_settings)
-    cache = _cache(cache_dir, encoder)
+    cache = _cache(cache_dir, encoder, out)
     vectors, hits, misses = {}, 0, 0
     for name, texts in (("notes", chunks), ("summary", summaries), ("knowledge", knowledge), ("nodes", nodes)):
         vectors[name], stats = embed_cached(texts.get_column("text").to_list(), encoder, cache)

@@ -2,17 +2,18 @@
 
 The key is the sha256 of the backend's model identity, the full prompt (messages and schema) and the
 decoding parameters, so a rerun with the same settings makes no LLM call, a killed run resumes where it
-stopped, and changing anything that affects the answer asks again. SQLite in WAL mode keeps it safe when
-several shard jobs write at once. Answers are patient-derived data: the cache lives under the results folder.
+stopped, and changing anything that affects the answer asks again. Each shard job writes its own segment and
+reads everyone's sealed ones (``cache_store``), so shard jobs on different cluster nodes never share a file
+they write. Answers are patient-derived data: the cache lives under the results folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import time
 from pathlib import Path
+
+from emerge_ehr.cache_store import SegmentedCache
 
 
 def request_key(model_identity: str, messages: list[dict], schema: dict | None, decoding: dict) -> str:
@@ -24,32 +25,16 @@ def request_key(model_identity: str, messages: list[dict], schema: dict | None, 
 
 
 class AnswerCache:
-    def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(str(path), timeout=120)
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute(
-            "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL, tokens INTEGER,"
-            " created REAL NOT NULL)"
-        )
-        self.connection.commit()
+    """Answers in ``directory`` (``{cache_dir}/llm-answers``), written by the job whose output is ``writer``."""
+
+    def __init__(self, directory: str | Path, writer: str) -> None:
+        self.store = SegmentedCache(directory, "answers", "answer", "TEXT", writer)
 
     def get_many(self, keys: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), 900):
-            chunk = keys[start : start + 900]
-            rows = self.connection.execute(
-                f"SELECT key, answer FROM answers WHERE key IN ({','.join('?' * len(chunk))})", chunk
-            )
-            found.update(dict(rows))
-        return found
+        return self.store.get_many(keys)
 
-    def put(self, key: str, answer: str, tokens: int | None = None) -> None:
-        self.connection.execute(
-            "INSERT OR REPLACE INTO answers (key, answer, tokens, created) VALUES (?, ?, ?, ?)",
-            (key, answer, tokens, time.time()),
-        )
-        self.connection.commit()
+    def put(self, key: str, answer: str) -> None:
+        self.store.put_many([(key, answer)])
 
     def close(self) -> None:
-        self.connection.close()
+        self.store.close()

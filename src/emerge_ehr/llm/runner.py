@@ -85,7 +85,7 @@ def run(requests: list[Request], backend, cache: AnswerCache, settings: LLMSetti
             answers = backend.generate([current[i] for i, _ in batch], progress)
             progress.advance(len(batch) - (progress.done - before))  # backends that do not count as they go
             for (i, key), answer in zip(batch, answers):
-                cache.put(key, answer.text, answer.tokens)
+                cache.put(key, answer.text)
                 stored[key] = answer.text
                 stats.generated_tokens += answer.tokens
             stats.calls += len(batch)

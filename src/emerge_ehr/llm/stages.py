@@ -34,7 +34,7 @@ def _settings(llm: dict) -> LLMSettings:
 def _run(requests, llm: dict, cache_dir: str, label: str, stats_out: str):
     settings = _settings(llm)
     backend = make_backend(settings)
-    cache = AnswerCache(Path(cache_dir) / "llm-answers.sqlite")
+    cache = AnswerCache(Path(cache_dir) / "llm-answers", writer=stats_out)
     try:
         results, stats = run(requests, backend, cache, settings, label)
     finally:

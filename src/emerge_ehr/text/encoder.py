@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from emerge_ehr.cache_store import SegmentedCache
 
 from emerge_ehr.hardware import FORMATS, choose_format
 from emerge_ehr.progress import Progress
@@ -141,41 +142,26 @@ def text_key(identity: str, text: str) -> str:
 
 
 class EmbeddingCache:
-    """A persistent content-addressed store of vectors (SQLite, safe under concurrent jobs).
+    """A persistent content-addressed store of vectors in ``directory`` (``{cache_dir}/embeddings-{encoder}``).
 
-    Each batch is committed as soon as it is computed, so a killed job keeps what it finished.
+    The job whose output is ``writer`` writes its own segment and reads every sealed one (``cache_store``), so
+    jobs on different hosts never write one file. Each batch is committed as soon as it is computed, so a killed
+    job keeps what it finished.
     """
 
-    def __init__(self, path: str | Path, dimension: int) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: str | Path, dimension: int, writer: str) -> None:
         self.dimension = dimension
-        self.connection = sqlite3.connect(str(path), timeout=120)
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
-        self.connection.commit()
+        self.store = SegmentedCache(directory, "embeddings", "vector", "BLOB", writer)
 
     def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        for start in range(0, len(keys), 900):  # SQLite's limit on bound parameters
-            chunk = keys[start : start + 900]
-            rows = self.connection.execute(
-                f"SELECT key, vector FROM embeddings WHERE key IN ({','.join('?' * len(chunk))})", chunk
-            )
-            for key, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                if vector.shape[0] == self.dimension:
-                    found[key] = vector
-        return found
+        vectors = {key: np.frombuffer(blob, dtype=np.float32) for key, blob in self.store.get_many(keys).items()}
+        return {key: vector for key, vector in vectors.items() if vector.shape[0] == self.dimension}
 
     def put_many(self, items: list[tuple[str, np.ndarray]]) -> None:
-        self.connection.executemany(
-            "INSERT OR REPLACE INTO embeddings (key, vector) VALUES (?, ?)",
-            [(key, np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in items],
-        )
-        self.connection.commit()
+        self.store.put_many([(key, np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in items])
 
     def close(self) -> None:
-        self.connection.close()
+        self.store.close()
 
 
 @dataclass
