@@ -96,3 +96,4 @@ def test_the_single_file_cache_of_earlier_versions_is_still_read(tmp_path):
 @pytest.mark.parametrize("job_output", ["results/x/summaries/shard0.json", "results/x/external/y/summaries/shard0.json"])
 def test_writer_names_differ_for_every_job_output(job_output):
     assert writer_name(job_output) != writer_name(job_output.replace("shard0", "shard1"))
+

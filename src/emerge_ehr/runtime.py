@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import ctypes.util
 import logging
 import os
+import resource
 import sys
+import time
 from pathlib import Path
 
 PRELOADED = "EMERGE_PRELOADED_ALLOCATOR"
@@ -34,6 +37,7 @@ def start_job(threads: int, log_file: str | Path | None, fast_allocator: bool = 
     for noisy in ("vllm", "transformers", "sentence_transformers", "faiss", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     sys.excepthook = _log_failure
+    atexit.register(_log_resources, time.time())
     if os.environ.get(PRELOADED):
         logging.getLogger("emerge_ehr").info("malloc: %s preloaded", os.environ[PRELOADED])
 
@@ -68,6 +72,22 @@ def preload_allocator() -> None:
     sys.stderr.flush()
     environment = os.environ | {"LD_PRELOAD": preload, PRELOADED: library}
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
+
+
+def job_resources(started: float) -> dict[str, float]:
+    """Wall and CPU seconds and the peak resident memory (the kernel's high-water mark, not a sample) of this
+    job's process and the child processes it waited for: what a cluster job must request."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"wall_s": round(time.time() - started, 2),
+            "cpu_s": round(own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime, 2),
+            "peak_rss_mb": round(max(own.ru_maxrss, children.ru_maxrss) / 1024, 1)}
+
+
+def _log_resources(started: float) -> None:
+    """The job's last log line, read by bench/scale.py and by anyone sizing cluster jobs."""
+    usage = job_resources(started)
+    logging.getLogger("emerge_ehr").info("job resources: wall %.1f s, CPU %.1f s, peak memory %.0f MB",
+                                         usage["wall_s"], usage["cpu_s"], usage["peak_rss_mb"])
 
 
 def _log_failure(kind, error, traceback) -> None:
