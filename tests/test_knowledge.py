@@ -19,7 +19,9 @@ from emerge_ehr.text.encoder import (
     EncoderSettings,
     TextEncoder,
     embed_cached,
+    embed_shard,
     model_identity,
+    text_key,
 )
 
 NODES = pl.DataFrame(
@@ -127,6 +129,23 @@ def test_cache_embeds_only_new_strings_and_stores_no_text(tmp_path, encoder):
     assert len(segments) == 1  # the later job added nothing, so it left no file
     rows = sqlite3.connect(segments[0]).execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
     assert rows == 3
+
+
+def test_embedding_shards_give_bit_for_bit_the_vectors_of_one_and_each_text_once(tmp_path, encoder):
+    texts = [f"day {i}: {'bilateral infiltrates, ' * (i % 5)}suspected sepsis" for i in range(30)] * 2
+    keys = sorted({text_key(encoder.identity, t) for t in texts})
+    one = EmbeddingCache(tmp_path / "one", encoder.dimension, writer="only")
+    assert embed_shard(texts, encoder, one, 0, 1, chunk_size=4).misses == 30
+    one.close()
+    for shard, share in zip(range(3), (12, 10, 8)):  # calls of 4 texts (the last of 2), call i to shard i % 3
+        part = EmbeddingCache(tmp_path / "three", encoder.dimension, writer=f"shard{shard}")
+        assert embed_shard(texts, encoder, part, shard, 3, chunk_size=4).unique == share
+        part.close()
+    segments = sorted((tmp_path / "three").iterdir())
+    written = [sqlite3.connect(s).execute("SELECT key FROM embeddings").fetchall() for s in segments]
+    assert len(segments) == 3 and sorted(k for rows in written for (k,) in rows) == keys  # each text once
+    read = [EmbeddingCache(tmp_path / name, encoder.dimension, writer="reader").get_many(keys) for name in ("one", "three")]
+    assert all(read[0][k].tobytes() == read[1][k].tobytes() for k in keys)
 
 
 def test_index_finds_names_and_synonyms(encoder, kg_index):

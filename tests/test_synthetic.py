@@ -148,3 +148,31 @@ def test_notes_have_negations_family_history_and_mentions(medium):
     forms = {f: c.name for c in CONDITIONS for f in c.forms}
     for row in truth.filter(pl.col("mentions").list.len() > 0).iter_rows(named=True):
         assert {forms[m] for m in row["mentions"]} <= set(row["conditions"])
+
+
+def test_the_scale_generator_streams_batches_at_mimic4_density(tmp_path):
+    """Two batches, renumbered and appended to one gzip stream per table, padded to MIMIC-IV's density with
+    items that no variable reads, in the MIMIC-IV columns that the convert stage reads."""
+    from emerge_ehr.data.synthetic.scale import MIMIC4_DENSITY, generate_at_scale, variable_itemids
+    from emerge_ehr.data.synthetic.vocabulary import DEFAULT_VARIABLES
+    from emerge_ehr.stages import convert
+
+    manifest = generate_at_scale(tmp_path / "db", 40, batch_patients=20)
+    assert manifest["batches"] >= 2 and manifest["stays"] >= 40
+    stays = read(tmp_path / "db" / "icu" / "icustays.csv.gz")
+    assert stays.get_column("stay_id").is_unique().all() and stays.height == manifest["stays"]
+    for table in ("icu/chartevents", "hosp/labevents", "note/radiology"):
+        header = pl.read_csv(tmp_path / "db" / f"{table}.csv.gz", n_rows=1, infer_schema_length=0).columns
+        assert header == MIMIC4[table].split(",")
+    chart = read(tmp_path / "db" / "icu" / "chartevents.csv.gz", ["stay_id", "itemid"])
+    assert chart.height >= MIMIC4_DENSITY["chartevents"] * stays.height
+    assert set(chart.get_column("stay_id")) == set(stays.get_column("stay_id"))
+    planted = chart.filter(pl.col("itemid").is_in(list(variable_itemids(DEFAULT_VARIABLES, "chartevents")))).height
+    assert 0 < planted < chart.height / 3  # the 17 variables, and far more items that no variable reads
+    notes = read(tmp_path / "db" / "note" / "radiology.csv.gz", ["note_id", "text"])
+    discharge = read(tmp_path / "db" / "note" / "discharge.csv.gz", ["note_id"])
+    assert notes.height + discharge.height >= MIMIC4_DENSITY["notes"] * stays.height
+    assert pl.concat([notes.select("note_id"), discharge]).get_column("note_id").is_unique().all()
+    assert 1000 < notes.get_column("text").str.len_chars().mean() < 2500  # radiology reports' length
+    convert(str(tmp_path / "db"), "mimic4", "labevents", tmp_path / "labevents.parquet")
+    assert pl.read_parquet(tmp_path / "labevents.parquet").height == manifest["rows"]["hosp/labevents"]

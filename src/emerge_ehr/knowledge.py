@@ -6,6 +6,7 @@ outputs; the Snakemake scripts only map the ``snakemake`` object onto these.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -192,6 +193,25 @@ def _stay_texts(path: str | None, task: str, text_column: str) -> pl.DataFrame:
         .filter((pl.col("task") == task) & pl.col(text_column).is_not_null())
         .select("stay_id", "status", pl.col(text_column).alias("text"))
     )
+
+
+def embed_notes(notes_path: str, tasks: list[str], encoder_settings: dict, chunk_words: int, max_chunks: int,
+                shard: int, shards: int, cache_dir: str, out: str) -> None:
+    """One shard of the note-chunk embeddings of every task, into the embedding cache (``embed`` reads them
+    there); ``out`` gets the shard's counts."""
+    from emerge_ehr.text.embed import note_chunks
+    from emerge_ehr.text.encoder import embed_shard
+
+    notes = pl.read_parquet(notes_path, columns=["stay_id", "note_id", "charttime", "text", *tasks])
+    texts = [text for task in tasks for text in note_chunks(notes, task, chunk_words, max_chunks).get_column("text")]
+    encoder = _encoder(encoder_settings)
+    cache = _cache(cache_dir, encoder, out)
+    try:
+        stats = embed_shard(texts, encoder, cache, shard, shards)
+    finally:
+        cache.close()
+    Path(out).write_text(json.dumps({"shard": shard, "shards": shards, "unique": stats.unique, "hits": stats.hits,
+                                     "misses": stats.misses, "seconds": round(stats.seconds, 2)}, indent=2) + "\n")
 
 
 def embed(

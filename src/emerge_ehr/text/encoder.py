@@ -194,3 +194,41 @@ def embed_cached(
     log.info("embedding cache: %d unique texts, %d hits, %d misses (%.1f s)", stats.unique, stats.hits, stats.misses,
              stats.seconds)
     return matrix.astype(np.float32, copy=False), stats
+
+
+def shard_batches(texts: list[str], identity: str, shard: int, shards: int, chunk_size: int = 512) -> list[list[str]]:
+    """The encoder calls of one shard: the unique texts sorted by length (less padding) then cache key, cut into
+    calls of ``chunk_size``, call i going to shard i % shards. A text's call, and so its batch, is the same for
+    every number of shards, so N shards embed each text exactly as one does.
+
+    >>> texts = ["a", "bb", "a", "ccc", "d", "ee"]
+    >>> [[len(call) for call in shard_batches(texts, "enc", shard, 2, chunk_size=2)] for shard in (0, 1)]
+    [[2, 1], [2]]
+    """
+    unique = sorted(set(texts), key=lambda t: (len(t), text_key(identity, t)))
+    calls = [unique[start : start + chunk_size] for start in range(0, len(unique), chunk_size)]
+    return calls[shard::shards]
+
+
+def embed_shard(texts: list[str], encoder: TextEncoder, cache: EmbeddingCache, shard: int, shards: int,
+                chunk_size: int = 512) -> CacheStats:
+    """Embed this shard's share of ``texts`` into the cache (what it does not hold yet); nothing is returned but
+    the counts, since the consumer reads the vectors from the cache."""
+    started = time.perf_counter()
+    calls = shard_batches(texts, encoder.identity, shard, shards, chunk_size)
+    stats = CacheStats(unique=sum(map(len, calls)))
+    progress = Progress(f"embedding shard {shard + 1}/{shards}", stats.unique, "texts")
+    for call in calls:
+        keys = [text_key(encoder.identity, t) for t in call]
+        stored = cache.get_many(keys)
+        missing = [(key, text) for key, text in zip(keys, call) if key not in stored]
+        if missing:
+            vectors = encoder.encode([text for _, text in missing])
+            cache.put_many([(key, vector) for (key, _), vector in zip(missing, vectors)])
+        stats.hits += len(call) - len(missing)
+        stats.misses += len(missing)
+        progress.advance(len(call))
+    stats.seconds = time.perf_counter() - started
+    log.info("embedding shard %d/%d: %d unique texts, %d hits, %d misses (%.1f s)", shard + 1, shards, stats.unique,
+             stats.hits, stats.misses, stats.seconds)
+    return stats

@@ -1,0 +1,230 @@
+"""The default pipeline at MIMIC-IV size: time, CPU time, peak memory and output size of every stage.
+
+For each size (ICU stays; default full MIMIC-IV v2.2 / 16, / 4 and full), generates a synthetic MIMIC-IV with
+MIMIC-IV's per-stay density of chart events, lab events and notes (emerge_ehr.data.synthetic.scale), then runs
+the workflow on it with Snakemake, every stage in full except two, which are sampled and projected:
+- the LLM stages: LLM entities and summaries run on ``--llm-sample`` prompts of the largest size's own notes and
+  contexts, and their time is projected from the measured rate to every prompt of the run (entities: lexicon,
+  summaries: the knowledge text, in the pipeline run itself);
+- training: ``--models`` (one seed) for at most ``--epochs`` epochs; a job's time is projected to the default
+  run's 16 models x 3 seeds with each model's epochs from the smaller sizes' full trainings.
+Every job logs its wall time, CPU time and exact peak memory (emerge_ehr.runtime); this script tabulates them
+per rule with the growth exponent between sizes (log time ratio / log size ratio: 1 is linear).
+
+    .venv/bin/python bench/scale.py --workdir resources/bench/scale               # three sizes, up to 73,181 stays
+    .venv/bin/python bench/scale.py --stays 2000 8000 --workdir /tmp/scale         # a quick check
+
+Writes ``{workdir}/scale.json`` and prints the Markdown tables of docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from emerge_ehr.data.synthetic.scale import FULL_MIMIC4_STAYS, generate_at_scale  # noqa: E402
+
+RESOURCES = re.compile(r"job resources: wall ([\d.]+) s, CPU ([\d.]+) s, peak memory (\d+) MB")
+DEFAULT_MODELS = ["logreg", "gbm", "gru", "transformer", "emerge_knowledge", "emerge_knowledge_late"]
+
+
+def scale_config(root: Path, workdir: Path, models: list[str], max_epochs: int) -> dict:
+    """The default configuration on the generated database, with the sampled stages cut down."""
+    return {
+        "datasets": {"scale": {"kind": "mimic4", "root": str(root), "notes_root": str(root / "note")}},
+        "entities": {"methods": ["lexicon"]},
+        "summaries": {"method": ["knowledge"]},
+        "models": models,
+        "train": {"seeds": [0], "max_epochs": max_epochs},
+        "scarcity": {"models": []},
+        "explain": {"models": [m for m in models if m in ("gru", "emerge_knowledge_late")]},
+        "cache_dir": str(workdir / "cache"),
+    }
+
+
+def job_table(workdir: Path) -> list[dict]:
+    """One row per job: its rule (the log's folder and name), wall and CPU seconds, peak memory."""
+    rows = []
+    for log in sorted((workdir / "logs" / "scale").rglob("*.log")):
+        found = RESOURCES.findall(log.read_text(errors="replace"))
+        if found:
+            wall, cpu, peak = map(float, found[-1])
+            rows.append({"job": str(log.relative_to(workdir / "logs" / "scale")), "wall_s": wall, "cpu_s": cpu,
+                         "peak_mb": peak})
+    return rows
+
+
+def stage_of(job: str) -> str:
+    """``models/mortality/gru/seed0/train.log`` -> ``train gru``; ``embed/mortality.log`` -> ``embed``."""
+    parts = job.removesuffix(".log").split("/")
+    if parts[0] == "models" and len(parts) >= 4:
+        return f"{parts[-1]} {parts[2]}"
+    if parts[0] in ("entities", "summaries", "meds", "plots", "metrics", "explanations", "embed"):
+        return re.sub(r"\d+$", "", parts[0] if parts[0] != "entities" else "/".join(parts[:2]))
+    return re.sub(r"[-_]?(shard)?\d+$", "", parts[0])
+
+
+def run_size(stays: int, args) -> dict:
+    workdir = args.workdir / f"stays{stays}"
+    root = workdir / "mimic4"
+    manifest_path = root / "synthetic_manifest.json"
+    started = time.perf_counter()
+    if not manifest_path.exists() or json.loads(manifest_path.read_text())["stays"] < stays:
+        generate_at_scale(root, stays, seed=args.seed)
+    generation = time.perf_counter() - started
+    manifest = json.loads(manifest_path.read_text())
+    resources = workdir / "resources"
+    if not resources.exists():
+        resources.symlink_to(REPO / "resources")  # the knowledge graph, its index and the LLM, built once
+    config = scale_config(root, workdir, args.models, args.epochs)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(workdir / "config.yaml"), "--replace-workflow-config", "--cores", str(args.cores), "--keep-going"]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    pipeline = time.perf_counter() - started
+    (workdir / "snakemake.log").write_text(result.stdout + result.stderr)
+    results = workdir / "results" / "scale"
+    sizes = {p.relative_to(results).as_posix(): p.stat().st_size for p in results.rglob("*") if p.is_file()}
+    cohort = json.loads((results / "cohort.json").read_text()) if (results / "cohort.json").exists() else {}
+    return {"stays": manifest["stays"], "rows": manifest["rows"], "generation_s": round(generation, 1),
+            "pipeline_s": round(pipeline, 1), "returncode": result.returncode, "cohort_stays": cohort.get("stays"),
+            "jobs": job_table(workdir), "output_bytes": sizes, "trainings": trainings(results)}
+
+
+def trainings(results: Path) -> dict:
+    """Epochs run, training stays and throughput of every trained model (its summary.json)."""
+    found = {}
+    for path in results.glob("models/*/*/seed*/summary.json"):
+        summary = json.loads(path.read_text())
+        task, model = path.parts[-4], path.parts[-3]
+        found[f"{task}/{model}"] = {k: summary.get(k) for k in ("epochs_run", "best_epoch", "train_stays",
+                                                                 "stays_per_second", "stages")}
+    return found
+
+
+def llm_sample(largest: dict, args) -> dict:
+    """LLM entities and summaries on a sample of the largest run's notes and contexts: prompts per second."""
+    from emerge_ehr.llm.stages import llm_entities, summarize
+
+    results = args.workdir / f"stays{largest['stays']}" / "results" / "scale"
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    sample = args.workdir / "llm-sample"
+    sample.mkdir(exist_ok=True)
+    import polars as pl
+
+    notes = pl.read_parquet(results / "notes.parquet")
+    notes.sample(min(args.llm_sample, notes.height), seed=0).write_parquet(sample / "notes.parquet")
+    contexts = pl.read_parquet(results / "context.parquet")
+    contexts.sample(min(args.llm_sample, contexts.height), seed=0).write_parquet(sample / "context.parquet")
+    llm = config["llm"] | {"model": str(REPO / config["llm"]["model"])}
+    measured = {}
+    for name, call in (
+        ("llm_entities", lambda: llm_entities(str(sample / "notes.parquet"), str(REPO / config["entities"]["abbreviations"]),
+                                              0, 1, llm, {k: v for k, v in config["llm_entities"].items() if k != "shards"},
+                                              str(sample / "cache"), str(sample / "entities.parquet"),
+                                              str(sample / "entities.json"))),
+        ("summarize", lambda: summarize(str(sample / "context.parquet"), 0, 1, llm,
+                                        {k: v for k, v in config["summaries"].items() if k not in ("shards", "method")},
+                                        str(sample / "cache"), str(sample / "summaries.parquet"),
+                                        str(sample / "summaries.json"))),
+    ):
+        started = time.perf_counter()
+        call()
+        stats = json.loads((sample / f"{'entities' if name == 'llm_entities' else 'summaries'}.json").read_text())
+        measured[name] = stats | {"wall_s": time.perf_counter() - started}
+    measured["notes_in_run"] = notes.height
+    measured["contexts_in_run"] = contexts.height
+    measured["sample_notes"] = min(args.llm_sample, notes.height)
+    measured["sample_contexts"] = min(args.llm_sample, contexts.height)
+    return measured
+
+
+def exponent(small: float, large: float, n_small: int, n_large: int) -> float | None:
+    """Growth exponent: time ~ size^k between two sizes (k = 1 linear); None where too small to tell."""
+    if small < 5 or large <= 0:
+        return None
+    return math.log(large / small) / math.log(n_large / n_small)
+
+
+def per_stage(run: dict) -> dict[str, dict]:
+    stages: dict[str, dict] = {}
+    for job in run["jobs"]:
+        row = stages.setdefault(stage_of(job["job"]), {"jobs": 0, "wall_s": 0.0, "cpu_s": 0.0, "peak_mb": 0.0})
+        row["jobs"] += 1
+        row["wall_s"] += job["wall_s"]
+        row["cpu_s"] += job["cpu_s"]
+        row["peak_mb"] = max(row["peak_mb"], job["peak_mb"])
+    return stages
+
+
+def markdown(runs: list[dict]) -> str:
+    tables = [per_stage(run) for run in runs]
+    header = " | ".join(f"{run['stays']:,} stays: wall s / CPU s / peak MB" for run in runs)
+    lines = [f"| stage (jobs at the largest size) | {header} | exponent (time) | exponent (memory) |",
+             "|---" * (len(runs) + 3) + "|"]
+    for stage in sorted(tables[-1], key=lambda s: -tables[-1][s]["wall_s"]):
+        cells = []
+        for table in tables:
+            row = table.get(stage)
+            cells.append(f"{row['wall_s']:,.0f} / {row['cpu_s']:,.0f} / {row['peak_mb']:,.0f}" if row else "-")
+        first, last = tables[0].get(stage), tables[-1][stage]
+        k_time = exponent(first["wall_s"], last["wall_s"], runs[0]["stays"], runs[-1]["stays"]) if first else None
+        k_mem = exponent(first["peak_mb"], last["peak_mb"], runs[0]["stays"], runs[-1]["stays"]) if first else None
+        fmt = lambda k: "-" if k is None else f"{k:.2f}"  # noqa: E731
+        lines.append(f"| {stage} ({last['jobs']}) | {' | '.join(cells)} | {fmt(k_time)} | {fmt(k_mem)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stays", type=int, nargs="+",
+                        default=[FULL_MIMIC4_STAYS // 16, FULL_MIMIC4_STAYS // 4, FULL_MIMIC4_STAYS])
+    parser.add_argument("--workdir", type=Path, default=REPO / "resources" / "bench" / "scale")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
+    parser.add_argument("--epochs", type=int, default=100, help="train.max_epochs (early stopping still applies)")
+    parser.add_argument("--largest-epochs", type=int, default=3, help="train.max_epochs at the largest size")
+    parser.add_argument("--llm-sample", type=int, default=200, help="notes and contexts the LLM stages run on")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    out = args.workdir / "scale.json"
+    report = json.loads(out.read_text()) if out.exists() else {"runs": {}}
+    report["machine"] = {"cpu": platform.processor() or cpu_model(), "cores": os.cpu_count(),
+                         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+    sizes = sorted(args.stays)
+    for stays in sizes:
+        epochs, args.epochs = args.epochs, (args.largest_epochs if stays == sizes[-1] and len(sizes) > 1 else args.epochs)
+        print(f"{stays} stays ...", flush=True)
+        report["runs"][str(stays)] = run_size(stays, args)
+        args.epochs = epochs
+        out.write_text(json.dumps(report, indent=1) + "\n")
+    if args.llm_sample:
+        report["llm_sample"] = llm_sample(report["runs"][str(sizes[-1])], args)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+    print(markdown([report["runs"][str(s)] for s in sizes]))
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+if __name__ == "__main__":
+    main()
