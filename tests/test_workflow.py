@@ -229,11 +229,9 @@ def test_mimic4_demo_cohort_and_labels(tmp_path, mimic4_demo):
     """
     config = load_config("mimic4-demo.yaml", tmp_path)
     config["datasets"]["mimic4_demo"]["root"] = str(mimic4_demo)
-    # two small synthetic cohorts for external validation: the demo's model and that of syn4 (another generator
-    # seed), each evaluated unchanged on syn3 (MIMIC-III layout)
-    config["datasets"] |= {"syn3": {"kind": "synthetic", "layout": "mimic3", "patients": 80, "seed": 5},
-                           "syn4": {"kind": "synthetic", "layout": "mimic4", "patients": 80, "seed": 9}}
-    config["evaluate"]["external"] = [{"train": "mimic4_demo", "test": "syn3"}, {"train": "syn4", "test": "syn3"}]
+    # a small synthetic cohort in the MIMIC-III layout for external validation: the demo's model on it, unchanged
+    config["datasets"] |= {"syn3": {"kind": "synthetic", "layout": "mimic3", "patients": 80, "seed": 5}}
+    config["evaluate"]["external"] = [{"train": "mimic4_demo", "test": "syn3"}]
     reporting = [f"results/mimic4_demo/{path}" for path in (
         "model_card.md", "metrics/subgroups/mortality.md", "plots/mortality/decision_curve.png",
         "explanations/mortality.md")]
@@ -266,12 +264,12 @@ def test_mimic4_demo_cohort_and_labels(tmp_path, mimic4_demo):
     assert "developed on mimic4_demo, tested on syn3" in table and "| mortality | gru |" in table
     stats = json.loads((syn3 / "external" / "mimic4_demo" / "feature_stats.json").read_text())
     assert stats["numeric"] == json.loads((results / "feature_stats.json").read_text())["numeric"]  # the demo's
-    predictions = pl.read_parquet(syn3 / "external" / "syn4" / "models" / "mortality" / "gru" / "seed0" /
+    predictions = pl.read_parquet(syn3 / "external" / "mimic4_demo" / "models" / "mortality" / "gru" / "seed0" /
                                   "predictions.parquet")
     labelled = pl.read_parquet(syn3 / "cohort.parquet").get_column("mortality").drop_nulls().len()
     assert predictions.height == labelled and set(predictions.get_column("split")) == {"test"}
     card = (syn3 / "model_card.md").read_text()
-    assert "## External validation" in card and "developed on syn4, tested on syn3" in card
+    assert "## External validation" in card and "developed on mimic4_demo, tested on syn3" in card
 
 
 def test_missing_root_setting_is_named(tmp_path):
@@ -329,15 +327,26 @@ def test_llm_stages_run_the_real_engine_in_shards_and_rerun_without_calls(tmp_pa
     first = [json.loads((results / f"{stage}/shard{i}.json").read_text()) for stage in ("entities/llm", "summaries")
              for i in range(2)]
     assert sum(s["calls"] for s in first) > 0
-    # Rerun both LLM stages: every answer comes from the cache, the engine is never started.
-    snakemake(tmp_path, config, "--forcerun", "llm_entities", "summarize")
+    # The same stages in three shards each (one cache folder, each job writing only its own segment): every
+    # prompt is asked again in exactly one shard and answered from the two-shard run's cache, the engine is never
+    # started, and the gathered tables equal the two-shard run's: N shards give the result of one.
+    entities_before = entities.sort(entities.columns)
+    config["llm_entities"]["shards"] = config["summaries"]["shards"] = 3
+    snakemake(tmp_path, config, "results/tinyllm/entities.parquet", "results/tinyllm/summaries.parquet")
     again = [json.loads((results / f"{stage}/shard{i}.json").read_text()) for stage in ("entities/llm", "summaries")
-             for i in range(2)]
+             for i in range(3)]
     assert sum(s["calls"] for s in again) == 0
-    assert [s["cache_hits"] for s in again] == [s["calls"] + s["cache_hits"] for s in first]
-    llm_logs = [p.read_text() for p in (tmp_path / "logs" / "tinyllm").rglob("*shard*.log")]
-    assert len(llm_logs) == 4 and not any("vLLM engine started" in text for text in llm_logs)
+    assert sum(s["cache_hits"] for s in again) == sum(s["calls"] + s["cache_hits"] for s in first)
+    assert sum(s["prompts"] for s in again) == sum(s["prompts"] for s in first)
+    llm_logs = [p.read_text() for p in (tmp_path / "logs" / "tinyllm").rglob("*shard*.log")
+                if p.parent.name in ("entities", "summaries")]
+    assert len(llm_logs) == 6 and not any("vLLM engine started" in text for text in llm_logs)
     assert pl.read_parquet(results / "summaries.parquet").equals(summaries)
+    entities_after = pl.read_parquet(results / "entities.parquet")
+    assert entities_after.sort(entities_after.columns).equals(entities_before)
+    # one sealed segment per job that asked the LLM; none left open
+    segments = [p.name for p in (tmp_path / "cache" / "llm-answers").iterdir()]
+    assert len(segments) == 4 and not any(name.endswith(".open.sqlite") for name in segments)
 
 
 def test_lint_is_clean():
