@@ -11,10 +11,11 @@ the workflow on it with Snakemake, every stage in full except two, which are sam
 Every job logs its wall time, CPU time and exact peak memory (emerge_ehr.runtime); this script tabulates them
 per rule with the growth exponent between sizes (log time ratio / log size ratio: 1 is linear).
 
-    .venv/bin/python bench/scale.py --workdir resources/bench/scale               # three sizes, up to 73,181 stays
-    .venv/bin/python bench/scale.py --stays 2000 8000 --workdir /tmp/scale         # a quick check
+    .venv/bin/python bench/scale.py --stays 4573 18295 --llm-sample 0     # two sizes, training in full
+    .venv/bin/python bench/scale.py --stays 73181 --epochs 3              # full MIMIC-IV, 3 epochs, LLM sample
 
-Writes ``{workdir}/scale.json`` and prints the Markdown tables of docs/PERFORMANCE.md.
+Each call adds its sizes to ``{workdir}/scale.json`` and prints the table of docs/PERFORMANCE.md over every
+size measured so far.
 """
 
 from __future__ import annotations
@@ -198,7 +199,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--epochs", type=int, default=100, help="train.max_epochs (early stopping still applies)")
-    parser.add_argument("--largest-epochs", type=int, default=3, help="train.max_epochs at the largest size")
     parser.add_argument("--llm-sample", type=int, default=200, help="notes and contexts the LLM stages run on")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -208,15 +208,13 @@ def main() -> None:
                          "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
     sizes = sorted(args.stays)
     for stays in sizes:
-        epochs, args.epochs = args.epochs, (args.largest_epochs if stays == sizes[-1] and len(sizes) > 1 else args.epochs)
         print(f"{stays} stays ...", flush=True)
-        report["runs"][str(stays)] = run_size(stays, args)
-        args.epochs = epochs
+        report["runs"][str(stays)] = run_size(stays, args) | {"max_epochs": args.epochs}
         out.write_text(json.dumps(report, indent=1) + "\n")
     if args.llm_sample:
         report["llm_sample"] = llm_sample(report["runs"][str(sizes[-1])], args)
         out.write_text(json.dumps(report, indent=1) + "\n")
-    print(markdown([report["runs"][str(s)] for s in sizes]))
+    print(markdown([report["runs"][key] for key in sorted(report["runs"], key=int)]))
 
 
 def cpu_model() -> str:
