@@ -117,11 +117,11 @@ def trainings(results: Path) -> dict:
     return found
 
 
-def llm_sample(largest: dict, args) -> dict:
+def llm_sample(stays: int, args) -> dict:
     """LLM entities and summaries on a sample of the largest run's notes and contexts: prompts per second."""
     from emerge_ehr.llm.stages import llm_entities, summarize
 
-    results = args.workdir / f"stays{largest['stays']}" / "results" / "scale"
+    results = args.workdir / f"stays{stays}" / "results" / "scale"
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     sample = args.workdir / "llm-sample"
     sample.mkdir(exist_ok=True)
@@ -212,7 +212,7 @@ def main() -> None:
         report["runs"][str(stays)] = run_size(stays, args) | {"max_epochs": args.epochs}
         out.write_text(json.dumps(report, indent=1) + "\n")
     if args.llm_sample:
-        report["llm_sample"] = llm_sample(report["runs"][str(sizes[-1])], args)
+        report["llm_sample"] = llm_sample(sizes[-1], args)
         out.write_text(json.dumps(report, indent=1) + "\n")
     print(markdown([report["runs"][key] for key in sorted(report["runs"], key=int)]))
 
