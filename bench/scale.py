@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -56,26 +55,30 @@ def scale_config(root: Path, workdir: Path, models: list[str], max_epochs: int) 
     }
 
 
-def job_table(workdir: Path) -> list[dict]:
-    """One row per job: its rule (the log's folder and name), wall and CPU seconds, peak memory."""
+def log_rules(snakemake_output: str) -> dict[str, str]:
+    """Each job's log file -> its rule, from Snakemake's job announcements (``rule X:`` ... ``log: path``)."""
+    rules, rule = {}, None
+    for line in snakemake_output.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):", line):
+            rule = match.group(1)
+        elif rule and (match := re.match(r"^\s+log: (\S+)", line)):
+            rules[match.group(1).rstrip(",")] = rule
+    return rules
+
+
+def job_table(workdir: Path, rules: dict[str, str]) -> list[dict]:
+    """One row per job: its rule (train: with the model), wall and CPU seconds, peak memory."""
     rows = []
     for log in sorted((workdir / "logs" / "scale").rglob("*.log")):
         found = RESOURCES.findall(log.read_text(errors="replace"))
         if found:
+            path = log.relative_to(workdir).as_posix()
+            rule = rules.get(path, path)
+            if rule.startswith("train"):
+                rule = f"{rule} {path.split('/')[4]}"  # logs/scale/train/{task}/{model}/seed{seed}.log
             wall, cpu, peak = map(float, found[-1])
-            rows.append({"job": str(log.relative_to(workdir / "logs" / "scale")), "wall_s": wall, "cpu_s": cpu,
-                         "peak_mb": peak})
+            rows.append({"job": path, "rule": rule, "wall_s": wall, "cpu_s": cpu, "peak_mb": peak})
     return rows
-
-
-def stage_of(job: str) -> str:
-    """``models/mortality/gru/seed0/train.log`` -> ``train gru``; ``embed/mortality.log`` -> ``embed``."""
-    parts = job.removesuffix(".log").split("/")
-    if parts[0] == "models" and len(parts) >= 4:
-        return f"{parts[-1]} {parts[2]}"
-    if parts[0] in ("entities", "summaries", "meds", "plots", "metrics", "explanations", "embed"):
-        return re.sub(r"\d+$", "", parts[0] if parts[0] != "entities" else "/".join(parts[:2]))
-    return re.sub(r"[-_]?(shard)?\d+$", "", parts[0])
 
 
 def run_size(stays: int, args) -> dict:
@@ -98,12 +101,13 @@ def run_size(stays: int, args) -> dict:
     result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
     pipeline = time.perf_counter() - started
     (workdir / "snakemake.log").write_text(result.stdout + result.stderr)
+    rules = log_rules(result.stdout + result.stderr)
     results = workdir / "results" / "scale"
     sizes = {p.relative_to(results).as_posix(): p.stat().st_size for p in results.rglob("*") if p.is_file()}
     cohort = json.loads((results / "cohort.json").read_text()) if (results / "cohort.json").exists() else {}
     return {"stays": manifest["stays"], "rows": manifest["rows"], "generation_s": round(generation, 1),
             "pipeline_s": round(pipeline, 1), "returncode": result.returncode, "cohort_stays": cohort.get("stays"),
-            "jobs": job_table(workdir), "output_bytes": sizes, "trainings": trainings(results)}
+            "jobs": job_table(workdir, rules), "output_bytes": sizes, "trainings": trainings(results)}
 
 
 def trainings(results: Path) -> dict:
@@ -164,7 +168,7 @@ def exponent(small: float, large: float, n_small: int, n_large: int) -> float | 
 def per_stage(run: dict) -> dict[str, dict]:
     stages: dict[str, dict] = {}
     for job in run["jobs"]:
-        row = stages.setdefault(stage_of(job["job"]), {"jobs": 0, "wall_s": 0.0, "cpu_s": 0.0, "peak_mb": 0.0})
+        row = stages.setdefault(job["rule"], {"jobs": 0, "wall_s": 0.0, "cpu_s": 0.0, "peak_mb": 0.0})
         row["jobs"] += 1
         row["wall_s"] += job["wall_s"]
         row["cpu_s"] += job["cpu_s"]
@@ -200,18 +204,23 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--epochs", type=int, default=100, help="train.max_epochs (early stopping still applies)")
     parser.add_argument("--llm-sample", type=int, default=200, help="notes and contexts the LLM stages run on")
+    parser.add_argument("--table-only", action="store_true", help="re-read the logs of the sizes run so far and print")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     out = args.workdir / "scale.json"
     report = json.loads(out.read_text()) if out.exists() else {"runs": {}}
-    report["machine"] = {"cpu": platform.processor() or cpu_model(), "cores": os.cpu_count(),
+    report["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(),
                          "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
-    sizes = sorted(args.stays)
+    sizes = [] if args.table_only else sorted(args.stays)
+    for key, run in report["runs"].items() if args.table_only else ():
+        workdir = args.workdir / f"stays{key}"
+        run["jobs"] = job_table(workdir, log_rules((workdir / "snakemake.log").read_text()))
+        out.write_text(json.dumps(report, indent=1) + "\n")
     for stays in sizes:
         print(f"{stays} stays ...", flush=True)
         report["runs"][str(stays)] = run_size(stays, args) | {"max_epochs": args.epochs}
         out.write_text(json.dumps(report, indent=1) + "\n")
-    if args.llm_sample:
+    if args.llm_sample and sizes:
         report["llm_sample"] = llm_sample(sizes[-1], args)
         out.write_text(json.dumps(report, indent=1) + "\n")
     print(markdown([report["runs"][key] for key in sorted(report["runs"], key=int)]))
