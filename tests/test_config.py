@@ -43,3 +43,12 @@ def test_a_setting_left_out_gets_its_default_and_a_wrong_one_names_itself():
     assert config["train"]["patience"] == 10 and "emerge_knowledge" in config["models"]
     with pytest.raises(WorkflowError, match="schedule"):
         validate({"datasets": {"demo": {"kind": "synthetic"}}, "train": {"schedule": "sometimes"}}, str(SCHEMA))
+
+
+def test_every_shipped_run_configuration_is_valid():
+    """The configurations users start from (the evidence run, the full MIMIC-IV one) pass the schema as shipped."""
+    shipped = [p for p in (REPO / "config").glob("*.yaml") if p.name not in ("schema.yaml", "variables.yaml",
+               "abbreviations.yaml", "abnormal_phenotypes.yaml")]
+    assert {p.name for p in shipped} >= {"config.yaml", "evidence.yaml", "mimic4-full.yaml"}
+    for path in shipped:
+        validate(yaml.safe_load(path.read_text()), str(SCHEMA))
