@@ -41,9 +41,10 @@ RESOURCES = re.compile(r"job resources: wall ([\d.]+) s, CPU ([\d.]+) s, peak me
 DEFAULT_MODELS = ["logreg", "gbm", "gru", "transformer", "emerge_knowledge", "emerge_knowledge_late"]
 
 
-def scale_config(root: Path, workdir: Path, models: list[str], max_epochs: int) -> dict:
+def scale_config(root: Path, workdir: Path, models: list[str], max_epochs: int, embed_shards: int) -> dict:
     """The default configuration on the generated database, with the sampled stages cut down."""
     return {
+        "embed": {"shards": embed_shards},
         "datasets": {"scale": {"kind": "mimic4", "root": str(root), "notes_root": str(root / "note")}},
         "entities": {"methods": ["lexicon"]},
         "summaries": {"method": ["knowledge"]},
@@ -93,10 +94,10 @@ def run_size(stays: int, args) -> dict:
     resources = workdir / "resources"
     if not resources.exists():
         resources.symlink_to(REPO / "resources")  # the knowledge graph, its index and the LLM, built once
-    config = scale_config(root, workdir, args.models, args.epochs)
+    config = scale_config(root, workdir, args.models, args.epochs, args.embed_shards)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--replace-workflow-config", "--cores", str(args.cores), "--keep-going"]
+               "--configfile", str(workdir / "config.yaml"), "--replace-workflow-config", "--cores", str(args.cores), "--keep-going", *args.targets]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
     pipeline = time.perf_counter() - started
@@ -204,6 +205,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--epochs", type=int, default=100, help="train.max_epochs (early stopping still applies)")
     parser.add_argument("--llm-sample", type=int, default=200, help="notes and contexts the LLM stages run on")
+    parser.add_argument("--embed-shards", type=int, default=1, help="embed.shards")
+    parser.add_argument("--targets", nargs="*", default=[],
+                        help="run only up to these outputs (relative to the size's folder), e.g. one embedding shard")
     parser.add_argument("--table-only", action="store_true", help="re-read the logs of the sizes run so far and print")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -218,7 +222,8 @@ def main() -> None:
         out.write_text(json.dumps(report, indent=1) + "\n")
     for stays in sizes:
         print(f"{stays} stays ...", flush=True)
-        report["runs"][str(stays)] = run_size(stays, args) | {"max_epochs": args.epochs}
+        report["runs"][str(stays)] = run_size(stays, args) | {"max_epochs": args.epochs, "targets": args.targets,
+                                                               "embed_shards": args.embed_shards}
         out.write_text(json.dumps(report, indent=1) + "\n")
     if args.llm_sample and sizes:
         report["llm_sample"] = llm_sample(sizes[-1], args)
