@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from emerge_ehr.runtime import start_job  # noqa: E402
 
-start_job(snakemake.threads, snakemake.log[0])
+start_job(snakemake.threads, snakemake.log[0], fast_allocator=True)
 from emerge_ehr import knowledge  # noqa: E402
 
 knowledge.embed_notes(
