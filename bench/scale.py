@@ -97,9 +97,9 @@ def run_size(stays: int, args) -> dict:
     config = scale_config(root, workdir, args.models, args.epochs, args.embed_shards)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--replace-workflow-config", "--cores", str(args.cores), "--keep-going",
+               "--configfile", str(workdir / "config.yaml"), "--replace-workflow-config", "--cores", str(args.cores), "--keep-going", *args.targets,
                # the shared knowledge-graph index is built once: not again for each size's own cache folder
-               "--rerun-triggers", "mtime", *args.targets]
+               "--rerun-triggers", "mtime"]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
     pipeline = time.perf_counter() - started
