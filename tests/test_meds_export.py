@@ -19,7 +19,7 @@ from meds_evaluation.schema import PredictionSchema
 from emerge_ehr.data.tables import InputError
 from emerge_ehr.evaluate.metrics import auroc
 from emerge_ehr.meds import tools
-from emerge_ehr.meds.export import SPLITS, write_validated
+from emerge_ehr.meds.export import SPLITS, write_in_chunks, write_validated
 from emerge_ehr.meds.predictions import check_unique_keys, prediction_rows, skipped_reason, write_predictions
 
 from workflow_helpers import load_config, planned_rules, snakemake
@@ -198,6 +198,27 @@ def test_a_file_that_fails_its_schema_is_never_written(tmp_path):
         write_validated(pl.DataFrame({"subject_id": [1], "split": ["train"], "stay_id": [3]}),
                         meds.SubjectSplitSchema, tmp_path / "splits.parquet")
     assert not (tmp_path / "0.parquet").exists() and not (tmp_path / "splits.parquet").exists()
+
+
+def test_a_shard_written_a_few_subjects_at_a_time_equals_the_one_written_at_once(tmp_path):
+    """Full MIMIC-IV's notes made the export's rows 12.6 GB in memory; chunks of subjects keep it bounded and the
+    file the same: sorted by subject, every part validated, the codes and rows counted."""
+    rows = pl.DataFrame({"subject_id": [1, 1, 2, 3, 3, 5], "time": [dt.datetime(2150, 1, d) for d in range(1, 7)],
+                         "code": ["A", "B", "A", "C", "A", "B"], "numeric_value": [1.0, None, 2.0, None, 3.0, None]},
+                        schema_overrides={"numeric_value": pl.Float32})
+    subjects = pl.DataFrame({"subject_id": [1, 2, 3, 5]})
+    rows_of = lambda ids: rows.join(ids, on="subject_id", how="semi")  # noqa: E731
+    once = write_in_chunks(subjects, rows_of, tmp_path / "once" / "0.parquet", chunk=10)
+    chunked = write_in_chunks(subjects, rows_of, tmp_path / "chunked" / "0.parquet", chunk=2)
+    assert pq.ParquetFile(tmp_path / "chunked" / "0.parquet").num_row_groups == 2
+    assert pl.read_parquet(tmp_path / "chunked" / "0.parquet").equals(pl.read_parquet(tmp_path / "once" / "0.parquet"))
+    assert chunked["rows"] == once["rows"] == 6 and set(chunked["codes"].get_column("code")) == {"A", "B", "C"}
+    empty = write_in_chunks(subjects.clear(), rows_of, tmp_path / "empty" / "0.parquet")
+    assert empty["rows"] == 0 and pl.read_parquet(tmp_path / "empty" / "0.parquet").height == 0
+    with pytest.raises(TableValidationError):  # a part that fails the schema leaves no file
+        write_in_chunks(subjects, lambda ids: rows_of(ids).with_columns(code=pl.lit(None, pl.String)),
+                        tmp_path / "bad" / "0.parquet")
+    assert list((tmp_path / "bad").iterdir()) == []
 
 
 def test_two_stays_with_one_label_key_are_refused():

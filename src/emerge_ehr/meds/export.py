@@ -246,6 +246,35 @@ def write_validated(frame: pl.DataFrame, schema: type, path: str | Path, metadat
     tmp.replace(path)
 
 
+# Subjects whose rows are built, sorted and written at a time: the notes' text made the whole table 12.6 GB at
+# full MIMIC-IV size (docs/PERFORMANCE.md); 10,000 subjects hold about 2.5 GB.
+SUBJECTS_PER_CHUNK = 10_000
+
+
+def write_in_chunks(subject_ids: pl.DataFrame, rows_of, path: Path, chunk: int = SUBJECTS_PER_CHUNK) -> dict:
+    """One MEDS data shard written ``chunk`` subjects at a time (in subject order, so the file stays sorted),
+    each part validated against ``meds.DataSchema`` as written; returns the codes seen and the row count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    writer, codes, rows = None, [], 0
+    try:
+        for start in range(0, max(subject_ids.height, 1), chunk):
+            part = meds.DataSchema.align(rows_of(subject_ids.slice(start, chunk)).to_arrow())
+            writer = writer or pq.ParquetWriter(tmp, part.schema)
+            writer.write_table(part)
+            codes.append(pl.from_arrow(part.select(["code"])).unique())
+            rows += part.num_rows
+        writer.close()
+        shard = pq.ParquetFile(tmp)
+        for group in range(shard.num_row_groups):  # read back, as write_validated does, a row group at a time
+            meds.DataSchema.validate(shard.read_row_group(group))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+    return {"codes": pl.concat(codes), "rows": rows}
+
+
 def etl_version() -> str:
     """This package's version: installed metadata, else pyproject.toml (a conda environment runs it from src/)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -275,26 +304,33 @@ def export(patients: str, admissions: str, icustays: str, events: str, cohort: s
     splits = subject_splits(stays).collect()
     if splits.get_column("subject_id").is_duplicated().any():
         raise InputError(f"{cohort}: a subject is in more than one split; MEDS splits are per subject")
-    subjects = splits.lazy().select("subject_id")
-
-    def of_subjects(path: str) -> pl.LazyFrame:
-        return pl.scan_parquet(path).join(subjects, on="subject_id", how="semi")
-
     cohort_events = pl.scan_parquet(events).join(stays.select("stay_id"), on="stay_id", how="semi")
-    rows = sort_rows(pl.concat([
-        demographic_rows(of_subjects(patients)), death_rows(of_subjects(patients), of_subjects(admissions)),
-        admission_rows(of_subjects(admissions)), icu_rows(of_subjects(icustays)),
-        measurement_rows(cohort_events, stays, definitions), note_rows(pl.scan_parquet(notes), stays),
-    ])).collect()
+
+    def rows_of(subject_ids: pl.DataFrame) -> pl.DataFrame:
+        subjects = subject_ids.lazy()
+
+        def of_subjects(path: str) -> pl.LazyFrame:
+            return pl.scan_parquet(path).join(subjects, on="subject_id", how="semi")
+
+        chunk_stays = stays.join(subjects, on="subject_id", how="semi")
+        chunk_events = cohort_events.join(chunk_stays.select("stay_id"), on="stay_id", how="semi")
+        return sort_rows(pl.concat([
+            demographic_rows(of_subjects(patients)), death_rows(of_subjects(patients), of_subjects(admissions)),
+            admission_rows(of_subjects(admissions)), icu_rows(of_subjects(icustays)),
+            measurement_rows(chunk_events, chunk_stays, definitions), note_rows(pl.scan_parquet(notes), chunk_stays),
+        ])).collect()
+
+    codes, total = [], 0
     for split in SPLITS.values():
         in_split = splits.filter(pl.col("split") == split).select("subject_id")
-        shard = rows.join(in_split, on="subject_id", how="semi", maintain_order="left")
-        write_validated(shard, meds.DataSchema, out_dir / meds.data_subdirectory / split / "0.parquet")
-        log.info("MEDS %s: %d subjects, %d rows", split, in_split.height, shard.height)
-    codes = code_metadata(rows.lazy().select("code"), cohort_events, definitions).collect()
+        rows = write_in_chunks(in_split, rows_of, out_dir / meds.data_subdirectory / split / "0.parquet")
+        codes.append(rows["codes"])
+        total += rows["rows"]
+        log.info("MEDS %s: %d subjects, %d rows", split, in_split.height, rows["rows"])
+    codes = code_metadata(pl.concat(codes).unique().lazy(), cohort_events, definitions).collect()
     write_validated(codes, meds.CodeMetadataSchema, out_dir / meds.code_metadata_filepath)
     write_validated(splits, meds.SubjectSplitSchema, out_dir / meds.subject_splits_filepath)
     tmp = out_dir / (meds.dataset_metadata_filepath + ".partial")
     tmp.write_text(json.dumps(dataset_metadata(name), indent=2) + "\n")
     tmp.replace(out_dir / meds.dataset_metadata_filepath)
-    log.info("MEDS dataset %s: %d subjects, %d rows, %d codes", name, splits.height, rows.height, codes.height)
+    log.info("MEDS dataset %s: %d subjects, %d rows, %d codes", name, splits.height, total, codes.height)
