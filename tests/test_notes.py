@@ -107,3 +107,24 @@ def test_notes_stage_logs_counts_never_text(tmp_path, caplog):
                           tmp_path / "out.parquet")
     assert f"2 source notes: {{'{MATCHED}': 1, '{OTHER_PATIENT}': 1}}" in caplog.text
     assert "1 notes for 1 stays" in caplog.text and secret not in caplog.text
+
+
+def test_the_notes_stage_in_parts_of_a_few_stays_gives_the_table_of_one_part(tmp_path, monkeypatch):
+    """Full MIMIC-IV's notes are matched a share of the stays at a time (memory); the file is the same, sorted."""
+    from emerge_ehr.data.synthetic import generate
+    from emerge_ehr.data.tables import convert
+
+    generate(tmp_path / "db", "mimic4", 40, seed=2)
+    for table in ("notes", "admissions", "icustays", "patients"):
+        convert(str(tmp_path / "db"), "mimic4", table, tmp_path / f"{table}.parquet", str(tmp_path / "db" / "note"))
+    stays = pl.read_parquet(tmp_path / "icustays.parquet").join(
+        pl.read_parquet(tmp_path / "admissions.parquet").select("hadm_id", "admittime", "dischtime"), on="hadm_id")
+    stays.write_parquet(tmp_path / "cohort.parquet")
+    tables = []
+    for per_part in (100_000, 3):
+        monkeypatch.setattr(stages, "STAYS_PER_PART", per_part)
+        stages.stay_notes(str(tmp_path / "notes.parquet"), str(tmp_path / "cohort.parquet"), 48, "icu",
+                          tmp_path / f"notes{per_part}.parquet")
+        tables.append(pl.read_parquet(tmp_path / f"notes{per_part}.parquet"))
+    assert tables[0].height > 10 and tables[1].equals(tables[0])
+    assert tables[0].equals(tables[0].sort("stay_id", "charttime", "note_id"))

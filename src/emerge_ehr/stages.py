@@ -39,6 +39,27 @@ def write_parquet_atomically(frame: pl.DataFrame | pl.LazyFrame, path: str | Pat
     tmp.replace(path)
 
 
+def write_parquet_in_parts(parts, path: str | Path, rows_per_group: int = 50_000) -> None:
+    """Frames of one schema written one after the other into one Parquet file, via a temporary name, so that a
+    table too large for memory is never held whole (nor, in row groups of ``rows_per_group``, by its readers)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    writer = None
+    try:
+        for part in parts:
+            table = part.to_arrow()
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table, row_group_size=rows_per_group)
+        writer.close()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+
+
 def synthesize(
     out_dir: str | Path, layout: str, patients: int, seed: int, variables: str | Path, header_case: str = "as_released"
 ) -> None:
@@ -173,17 +194,30 @@ def build_timeseries(
     log.info("features: %s, %d charted stay-hours", features.shape, hourly.height)
 
 
+STAYS_PER_PART = 10_000  # the notes stage matches and sorts this many stays' notes at a time
+
+
 def stay_notes(notes_path: str, cohort_path: str, hours: int, readmission_definition: str, out: str | Path) -> None:
     """The notes of the cohort's stays; the log says how many source notes were dropped and why (no text)."""
     notes, cohort = _scan(notes_path), _scan(cohort_path)
-    frame = notes_lib.stay_notes(notes, cohort, hours, readmission_definition).collect()
-    write_parquet_atomically(frame, out)
-    fates = dict(notes_lib.note_fates(notes, cohort, frame.lazy()).collect().rows())
+    stay_ids = cohort.select("stay_id").sort("stay_id").collect().get_column("stay_id")
+    # A share of the stays at a time, in stay order (so the file stays sorted): all of full MIMIC-IV's matched
+    # notes, sorted at once, peaked at 7.7 GB (docs/PERFORMANCE.md, "Full MIMIC-IV").
+    parts = (notes_lib.stay_notes(notes, cohort.filter(pl.col("stay_id").is_in(stay_ids[start:start + STAYS_PER_PART]
+                                                                              .implode())),
+                                  hours, readmission_definition).collect(engine="streaming")
+             for start in range(0, max(len(stay_ids), 1), STAYS_PER_PART))
+    write_parquet_in_parts(parts, out)
+    matched = _scan(out)
+    fates = dict(notes_lib.note_fates(notes, cohort, matched).collect(engine="streaming").rows())
     log.info("notes: %d source notes: %s", sum(fates.values()), fates)
+    counts = matched.select(
+        pl.len(), pl.col("stay_id").n_unique(), pl.col("mortality").sum(), pl.col("readmission").sum(),
+        (pl.col("hours_from_intime") < 0).sum(),
+    ).collect().row(0)
     log.info(
         "notes: %d notes for %d stays (%d usable for mortality, %d for readmission; %d charted before ICU admission)",
-        frame.height, frame.get_column("stay_id").n_unique(), frame.get_column("mortality").sum(),
-        frame.get_column("readmission").sum(), (frame.get_column("hours_from_intime") < 0).sum(),
+        *counts,
     )
 
 

@@ -100,13 +100,13 @@ def note_fates(notes: pl.LazyFrame, cohort: pl.LazyFrame, matched: pl.LazyFrame)
     kept = matched.select("note_id").unique().with_columns(matched=pl.lit(True))
     fate = (
         pl.when(pl.col("matched")).then(pl.lit(MATCHED))
-        .when(~HAS_TEXT).then(pl.lit(NO_TEXT))
+        .when(~pl.col("has_text")).then(pl.lit(NO_TEXT))
         .when(pl.col("patient_in_cohort").is_null()).then(pl.lit(OTHER_PATIENT))
         .when(pl.col("hadm_id").is_null()).then(pl.lit(OUTSIDE_ADMISSIONS))
         .otherwise(pl.lit(OTHER_ADMISSION))
     )
     return (
-        notes.select("note_id", "subject_id", "hadm_id", "text")
+        notes.select("note_id", "subject_id", "hadm_id", HAS_TEXT.alias("has_text"))  # the text itself is not kept
         .join(patients, on="subject_id", how="left")
         .join(kept, on="note_id", how="left")
         .group_by(fate.alias("fate"))
