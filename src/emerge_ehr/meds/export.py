@@ -247,8 +247,8 @@ def write_validated(frame: pl.DataFrame, schema: type, path: str | Path, metadat
 
 
 # Subjects whose rows are built, sorted and written at a time: the notes' text made the whole table 12.6 GB at
-# full MIMIC-IV size (docs/PERFORMANCE.md); 10,000 subjects hold about 2.5 GB.
-SUBJECTS_PER_CHUNK = 10_000
+# full MIMIC-IV size; 5,000 subjects at a time peak at 3.3 GB (docs/PERFORMANCE.md, "Full MIMIC-IV").
+SUBJECTS_PER_CHUNK = 5_000
 
 
 def write_in_chunks(subject_ids: pl.DataFrame, rows_of, path: Path, chunk: int = SUBJECTS_PER_CHUNK) -> dict:
