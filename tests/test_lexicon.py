@@ -204,3 +204,24 @@ def test_mts_dialog_sections(lexicon):
     assert sum(m.negated for m in ros) / len(ros) > 0.5  # review of systems is mostly pertinent negatives
     fam = [m for h, ms in zip(sections["section_header"], mentions) if h == "FAM/SOCHX" for m in ms]
     assert sum(m.family for m in fam) / len(fam) > 0.3
+
+
+def test_the_lexicon_stage_reads_notes_in_batches_and_gives_the_table_of_one_batch(tmp_path, monkeypatch):
+    """Full MIMIC-IV's 1.4 million cohort notes are read a batch at a time (memory); the entity table is the same."""
+    from emerge_ehr import knowledge
+
+    pl.DataFrame({"index": [0, 1], "name": ["pneumonia", "sepsis"], "type": ["disease", "disease"],
+                  "synonyms": [["lung infection"], []]}).write_parquet(tmp_path / "nodes.parquet")
+    texts = ["CXR shows pneumonia.", "No sepsis. Pneumonia improving.", "Family history of sepsis.",
+             "Lung infection, pneumonia again.", "Unremarkable.", "sepsis, sepsis"]
+    pl.DataFrame({"stay_id": [1, 1, 2, 2, 2, 3], "note_id": ["b", "a", "c", "e", "d", "f"],
+                  "text": texts}).write_parquet(tmp_path / "notes.parquet")
+    abbreviations = Path(__file__).resolve().parents[1] / "config" / "abbreviations.yaml"
+    tables = []
+    for batch in (1000, 2):
+        monkeypatch.setattr(knowledge, "NOTES_PER_BATCH", batch)
+        knowledge.lexicon_entities(str(tmp_path / "notes.parquet"), str(tmp_path / "nodes.parquet"), str(abbreviations),
+                                   ["disease"], str(tmp_path / f"entities{batch}.parquet"))
+        tables.append(pl.read_parquet(tmp_path / f"entities{batch}.parquet"))
+    assert tables[0].height >= 5 and tables[1].equals(tables[0])
+    assert set(tables[0].get_column("note_id")) == {"a", "b", "c", "e", "f"}  # d mentions nothing
