@@ -275,3 +275,22 @@ def test_alignment_refuses_an_index_of_another_number_format(tmp_path):
     with pytest.raises(InputError, match=r"in float32 .* in bfloat16 .*text_encoder\.dtype"):
         align_stage(*paths, {"model": model, "dtype": "bfloat16"}, {}, str(tmp_path / "cache"), str(tmp_path / "aligned.parquet"))
     assert not (tmp_path / "aligned.parquet").exists()
+
+
+@pytest.mark.parametrize("chunk_words, max_chunks", [(3, 2), (5, 8), (50, 1)])
+def test_note_chunks_are_the_last_chunks_of_all_usable_notes_in_time_order(chunk_words, max_chunks):
+    """Only the newest notes are split (full MIMIC-IV's long stays), yet the chunks are those of splitting all."""
+    from emerge_ehr.text.embed import note_chunks
+
+    rng = np.random.default_rng(chunk_words)
+    n = 60
+    notes = pl.DataFrame({"stay_id": rng.integers(0, 6, n), "note_id": [f"n{i}" for i in range(n)],
+                          "charttime": rng.integers(0, 10, n), "mortality": rng.random(n) < 0.7,
+                          "text": [" ".join(f"w{i}.{j}" for j in range(rng.integers(0, 12))) for i in range(n)]})
+    expected = []
+    for (stay,), rows in sorted(notes.filter("mortality").sort("charttime", "note_id").group_by("stay_id",
+                                                                                                  maintain_order=True)):
+        words = [text.split() for text in rows.get_column("text")]
+        chunks = [" ".join(w[s:s + chunk_words]) for w in words for s in range(0, len(w), chunk_words)]
+        expected += [(stay, slot, text) for slot, text in enumerate(chunks[-max_chunks:])]
+    assert note_chunks(notes, "mortality", chunk_words, max_chunks).rows() == expected

@@ -200,6 +200,12 @@ def _stay_texts(path: str | None, task: str, text_column: str) -> pl.DataFrame:
     )
 
 
+def usable_notes(notes_path: str, task: str) -> pl.DataFrame:
+    """The notes usable for ``task``, and only those read: all of full MIMIC-IV's are 2.3 GB of text."""
+    return (pl.scan_parquet(notes_path).select("stay_id", "note_id", "charttime", "text", task)
+            .filter(pl.col(task)).collect())
+
+
 def embed_notes(notes_path: str, tasks: list[str], encoder_settings: dict, chunk_words: int, max_chunks: int,
                 shard: int, shards: int, cache_dir: str, out: str) -> None:
     """One shard of the note-chunk embeddings of every task, into the embedding cache (``embed`` reads them
@@ -207,8 +213,8 @@ def embed_notes(notes_path: str, tasks: list[str], encoder_settings: dict, chunk
     from emerge_ehr.text.embed import note_chunks
     from emerge_ehr.text.encoder import embed_shard
 
-    notes = pl.read_parquet(notes_path, columns=["stay_id", "note_id", "charttime", "text", *tasks])
-    texts = [text for task in tasks for text in note_chunks(notes, task, chunk_words, max_chunks).get_column("text")]
+    texts = [text for task in tasks
+             for text in note_chunks(usable_notes(notes_path, task), task, chunk_words, max_chunks).get_column("text")]
     encoder = _encoder(encoder_settings)
     cache = _cache(cache_dir, encoder, out)
     try:
@@ -233,8 +239,7 @@ def embed(
     from emerge_ehr.text.embed import node_lines, note_chunks, text_arrays
     from emerge_ehr.text.encoder import embed_cached
 
-    notes = pl.read_parquet(notes_path, columns=["stay_id", "note_id", "charttime", "text", task])
-    chunks = note_chunks(notes, task, chunk_words, max_chunks)
+    chunks = note_chunks(usable_notes(notes_path, task), task, chunk_words, max_chunks)
     summaries = _stay_texts(summaries_path, task, "summary")
     knowledge = _stay_texts(knowledge_path, task, "text")
     nodes = node_lines(pl.read_parquet(context_path, columns=["task", "stay_id", "node_names", "definitions"]), task,

@@ -28,15 +28,17 @@ def note_chunks(notes: pl.DataFrame, task: str, chunk_words: int, max_chunks: in
     >>> note_chunks(notes, "mortality", 2, 2).rows()
     [(1, 0, 'w3'), (1, 1, 'w4 w5')]
     """
-    usable = notes.filter(pl.col(task)).sort("stay_id", "charttime", "note_id")
+    # Newest note first, each stay only until it has its chunks: the older notes of full MIMIC-IV's long stays are
+    # never split (all of them, split, held 4.5 GB of strings).
+    usable = notes.filter(pl.col(task)).sort("stay_id", "charttime", "note_id", descending=[False, True, True])
     per_stay: dict[int, list[str]] = {}
     for stay_id, text in usable.select("stay_id", "text").iter_rows():
-        words = text.split()
-        per_stay.setdefault(stay_id, []).extend(
-            " ".join(words[start : start + chunk_words]) for start in range(0, len(words), chunk_words)
-        )
-    rows = [(stay_id, slot, text) for stay_id, texts in per_stay.items()
-            for slot, text in enumerate(texts[-max_chunks:])]
+        have = per_stay.setdefault(stay_id, [])
+        if len(have) < max_chunks:
+            words = text.split()
+            chunks = [" ".join(words[start : start + chunk_words]) for start in range(0, len(words), chunk_words)]
+            have[:0] = chunks[len(have) - max_chunks:]  # this note's last chunks, before the newer notes' ones
+    rows = [(stay_id, slot, text) for stay_id, texts in per_stay.items() for slot, text in enumerate(texts)]
     return pl.DataFrame(rows, schema={"stay_id": pl.Int64, "slot": pl.Int64, "text": pl.String}, orient="row")
 
 
