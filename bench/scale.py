@@ -138,7 +138,12 @@ def llm_sample(stays: int, args) -> dict:
     notes.sample(min(args.llm_sample, notes.height), seed=0).write_parquet(sample / "notes.parquet")
     contexts = pl.read_parquet(results / "context.parquet")
     contexts.sample(min(args.llm_sample, contexts.height), seed=0).write_parquet(sample / "context.parquet")
-    llm = config["llm"] | {"model": str(REPO / config["llm"]["model"])}
+    from dataclasses import fields
+
+    from emerge_ehr.llm.backends import LLMSettings
+
+    accepted = {field.name for field in fields(LLMSettings)}  # the engine's settings, as the workflow passes them
+    llm = {k: v for k, v in config["llm"].items() if k in accepted} | {"model": str(REPO / config["llm"]["model"])}
     measured = {}
     for name, call in (
         ("llm_entities", lambda: llm_entities(str(sample / "notes.parquet"), str(REPO / config["entities"]["abbreviations"]),
