@@ -167,7 +167,11 @@ def llm_sample(stays: int, args) -> dict:
 
 
 def exponent(small: float, large: float, n_small: int, n_large: int) -> float | None:
-    """Growth exponent: time ~ size^k between two sizes (k = 1 linear); None where too small to tell."""
+    """Growth exponent: time ~ size^k between two sizes (k = 1 linear); None where too small to tell.
+
+    >>> round(exponent(10.0, 100.0, 1000, 10000), 2)
+    1.0
+    """
     if small < 5 or large <= 0:
         return None
     return math.log(large / small) / math.log(n_large / n_small)
@@ -195,8 +199,9 @@ def markdown(runs: list[dict]) -> str:
             row = table.get(stage)
             cells.append(f"{row['wall_s']:,.0f} / {row['cpu_s']:,.0f} / {row['peak_mb']:,.0f}" if row else "-")
         first, last = tables[0].get(stage), tables[-1][stage]
-        k_time = exponent(first["wall_s"], last["wall_s"], runs[0]["stays"], runs[-1]["stays"]) if first else None
-        k_mem = exponent(first["peak_mb"], last["peak_mb"], runs[0]["stays"], runs[-1]["stays"]) if first else None
+        comparable = first is not None and first["jobs"] == last["jobs"]  # the same work at both sizes
+        k_time = exponent(first["wall_s"], last["wall_s"], runs[0]["stays"], runs[-1]["stays"]) if comparable else None
+        k_mem = exponent(first["peak_mb"], last["peak_mb"], runs[0]["stays"], runs[-1]["stays"]) if comparable else None
         fmt = lambda k: "-" if k is None else f"{k:.2f}"  # noqa: E731
         lines.append(f"| {stage} ({last['jobs']}) | {' | '.join(cells)} | {fmt(k_time)} | {fmt(k_mem)} |")
     return "\n".join(lines)
