@@ -11,8 +11,10 @@ the workflow on it with Snakemake, every stage in full except two, which are sam
 Every job logs its wall time, CPU time and exact peak memory (emerge_ehr.runtime); this script tabulates them
 per rule with the growth exponent between sizes (log time ratio / log size ratio: 1 is linear).
 
-    .venv/bin/python bench/scale.py --stays 4573 18295 --llm-sample 0     # two sizes, training in full
-    .venv/bin/python bench/scale.py --stays 73181 --epochs 3              # full MIMIC-IV, 3 epochs, LLM sample
+    .venv/bin/python bench/scale.py --stays 4573 --llm-sample 0           # a small size, the whole pipeline
+    .venv/bin/python bench/scale.py --stays 73181 --epochs 3 --embed-shards 16 --llm-sample 150 \
+        --targets results/scale/knowledge.parquet results/scale/embeddings/notes/shard0.json ...   # full size
+    .venv/bin/python bench/scale.py --table-only                          # the table over the sizes so far
 
 Each call adds its sizes to ``{workdir}/scale.json`` and prints the table of docs/PERFORMANCE.md over every
 size measured so far.
