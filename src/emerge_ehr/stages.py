@@ -203,11 +203,11 @@ def stay_notes(notes_path: str, cohort_path: str, hours: int, readmission_defini
     stay_ids = cohort.select("stay_id").sort("stay_id").collect().get_column("stay_id")
     # A share of the stays at a time, in stay order (so the file stays sorted): all of full MIMIC-IV's matched
     # notes, sorted at once, peaked at 7.7 GB (docs/PERFORMANCE.md, "Full MIMIC-IV").
-    parts = (notes_lib.stay_notes(notes, cohort.filter(pl.col("stay_id").is_in(stay_ids[start:start + STAYS_PER_PART]
-                                                                              .implode())),
-                                  hours, readmission_definition).collect(engine="streaming")
-             for start in range(0, max(len(stay_ids), 1), STAYS_PER_PART))
-    write_parquet_in_parts(parts, out)
+    def part(start: int) -> pl.DataFrame:
+        stays = cohort.filter(pl.col("stay_id").is_in(stay_ids.slice(start, STAYS_PER_PART).implode()))
+        return notes_lib.stay_notes(notes, stays, hours, readmission_definition).collect(engine="streaming")
+
+    write_parquet_in_parts((part(start) for start in range(0, max(len(stay_ids), 1), STAYS_PER_PART)), out)
     matched = _scan(out)
     fates = dict(notes_lib.note_fates(notes, cohort, matched).collect(engine="streaming").rows())
     log.info("notes: %d source notes: %s", sum(fates.values()), fates)
