@@ -3,9 +3,9 @@
 For each size (ICU stays; default full MIMIC-IV v2.2 / 16, / 4 and full), generates a synthetic MIMIC-IV with
 MIMIC-IV's per-stay density of chart events, lab events and notes (emerge_ehr.data.synthetic.scale), then runs
 the workflow on it with Snakemake, every stage in full except two, which are sampled and projected:
-- the LLM stages: LLM entities and summaries run on ``--llm-sample`` prompts of the largest size's own notes and
-  contexts, and their time is projected from the measured rate to every prompt of the run (entities: lexicon,
-  summaries: the knowledge text, in the pipeline run itself);
+- the LLM stages: LLM entities and summaries run on ``--llm-sample`` prompts of the largest size's own notes
+  and contexts, and their time is projected from the measured rate to every prompt of the run (in the
+  pipeline run itself, entities come from the lexicon and the summaries are the knowledge text);
 - training: ``--models`` (one seed) for at most ``--epochs`` epochs; a job's time is projected to the default
   run's 16 models x 3 seeds with each model's epochs from the smaller sizes' full trainings.
 Every job logs its wall time, CPU time and exact peak memory (emerge_ehr.runtime); this script tabulates them
@@ -99,7 +99,8 @@ def run_size(stays: int, args) -> dict:
     config = scale_config(root, workdir, args.models, args.epochs, args.embed_shards)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--replace-workflow-config", "--cores", str(args.cores), "--keep-going", *args.targets,
+               "--configfile", str(workdir / "config.yaml"), "--replace-workflow-config",
+               "--cores", str(args.cores), "--keep-going", *args.targets,
                # the shared knowledge-graph index is built once: not again for each size's own cache folder
                "--rerun-triggers", "mtime"]
     started = time.perf_counter()
@@ -111,8 +112,9 @@ def run_size(stays: int, args) -> dict:
     sizes = {p.relative_to(results).as_posix(): p.stat().st_size for p in results.rglob("*") if p.is_file()}
     cohort = json.loads((results / "cohort.json").read_text()) if (results / "cohort.json").exists() else {}
     return {"stays": manifest["stays"], "rows": manifest["rows"], "generation_s": round(generation, 1),
-            "pipeline_s": round(pipeline, 1), "returncode": result.returncode, "cohort_stays": cohort.get("stays"),
-            "jobs": job_table(workdir, rules), "output_bytes": sizes, "trainings": trainings(results)}
+            "pipeline_s": round(pipeline, 1), "returncode": result.returncode,
+            "cohort_stays": cohort.get("stays"), "jobs": job_table(workdir, rules), "output_bytes": sizes,
+            "trainings": trainings(results)}
 
 
 def trainings(results: Path) -> dict:
@@ -128,44 +130,40 @@ def trainings(results: Path) -> dict:
 
 def llm_sample(stays: int, args) -> dict:
     """LLM entities and summaries on a sample of the largest run's notes and contexts: prompts per second."""
+    from dataclasses import fields
+
+    import polars as pl
+
+    from emerge_ehr.llm.backends import LLMSettings
     from emerge_ehr.llm.stages import llm_entities, summarize
 
     results = args.workdir / f"stays{stays}" / "results" / "scale"
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     sample = args.workdir / "llm-sample"
     sample.mkdir(exist_ok=True)
-    import polars as pl
-
-    notes = pl.read_parquet(results / "notes.parquet")
+    notes, contexts = pl.read_parquet(results / "notes.parquet"), pl.read_parquet(results / "context.parquet")
     notes.sample(min(args.llm_sample, notes.height), seed=0).write_parquet(sample / "notes.parquet")
-    contexts = pl.read_parquet(results / "context.parquet")
     contexts.sample(min(args.llm_sample, contexts.height), seed=0).write_parquet(sample / "context.parquet")
-    from dataclasses import fields
-
-    from emerge_ehr.llm.backends import LLMSettings
-
-    accepted = {field.name for field in fields(LLMSettings)}  # the engine's settings, as the workflow passes them
-    llm = {k: v for k, v in config["llm"].items() if k in accepted} | {"model": str(REPO / config["llm"]["model"])}
+    accepted = {field.name for field in fields(LLMSettings)}  # the engine's settings, as the workflow passes
+    llm = {k: v for k, v in config["llm"].items() if k in accepted}
+    llm["model"] = str(REPO / config["llm"]["model"])
+    extraction = {k: v for k, v in config["llm_entities"].items() if k != "shards"}
+    summary = {k: v for k, v in config["summaries"].items() if k not in ("shards", "method")}
+    abbreviations, cache = str(REPO / config["entities"]["abbreviations"]), str(sample / "cache")
     measured = {}
-    for name, call in (
-        ("llm_entities", lambda: llm_entities(str(sample / "notes.parquet"), str(REPO / config["entities"]["abbreviations"]),
-                                              0, 1, llm, {k: v for k, v in config["llm_entities"].items() if k != "shards"},
-                                              str(sample / "cache"), str(sample / "entities.parquet"),
-                                              str(sample / "entities.json"))),
-        ("summarize", lambda: summarize(str(sample / "context.parquet"), 0, 1, llm,
-                                        {k: v for k, v in config["summaries"].items() if k not in ("shards", "method")},
-                                        str(sample / "cache"), str(sample / "summaries.parquet"),
-                                        str(sample / "summaries.json"))),
+    for name, stage, run in (
+        ("llm_entities", "entities", lambda out, stats: llm_entities(
+            str(sample / "notes.parquet"), abbreviations, 0, 1, llm, extraction, cache, out, stats)),
+        ("summarize", "summaries", lambda out, stats: summarize(
+            str(sample / "context.parquet"), 0, 1, llm, summary, cache, out, stats)),
     ):
         started = time.perf_counter()
-        call()
-        stats = json.loads((sample / f"{'entities' if name == 'llm_entities' else 'summaries'}.json").read_text())
-        measured[name] = stats | {"wall_s": time.perf_counter() - started}
-    measured["notes_in_run"] = notes.height
-    measured["contexts_in_run"] = contexts.height
-    measured["sample_notes"] = min(args.llm_sample, notes.height)
-    measured["sample_contexts"] = min(args.llm_sample, contexts.height)
-    return measured
+        run(str(sample / f"{stage}.parquet"), str(sample / f"{stage}.json"))
+        seconds = time.perf_counter() - started
+        measured[name] = json.loads((sample / f"{stage}.json").read_text()) | {"wall_s": seconds}
+    return measured | {"notes_in_run": notes.height, "contexts_in_run": contexts.height,
+                       "sample_notes": min(args.llm_sample, notes.height),
+                       "sample_contexts": min(args.llm_sample, contexts.height)}
 
 
 def exponent(small: float, large: float, n_small: int, n_large: int) -> float | None:
@@ -199,11 +197,13 @@ def markdown(runs: list[dict]) -> str:
         cells = []
         for table in tables:
             row = table.get(stage)
-            cells.append(f"{row['wall_s']:,.0f} / {row['cpu_s']:,.0f} / {row['peak_mb']:,.0f}" if row else "-")
+            cells.append(f"{row['wall_s']:,.0f} / {row['cpu_s']:,.0f} / {row['peak_mb']:,.0f}"
+                         if row else "-")
         first, last = tables[0].get(stage), tables[-1][stage]
         comparable = first is not None and first["jobs"] == last["jobs"]  # the same work at both sizes
-        k_time = exponent(first["wall_s"], last["wall_s"], runs[0]["stays"], runs[-1]["stays"]) if comparable else None
-        k_mem = exponent(first["peak_mb"], last["peak_mb"], runs[0]["stays"], runs[-1]["stays"]) if comparable else None
+        sizes = runs[0]["stays"], runs[-1]["stays"]
+        k_time = exponent(first["wall_s"], last["wall_s"], *sizes) if comparable else None
+        k_mem = exponent(first["peak_mb"], last["peak_mb"], *sizes) if comparable else None
         fmt = lambda k: "-" if k is None else f"{k:.2f}"  # noqa: E731
         lines.append(f"| {stage} ({last['jobs']}) | {' | '.join(cells)} | {fmt(k_time)} | {fmt(k_mem)} |")
     return "\n".join(lines)
@@ -217,18 +217,18 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
-    parser.add_argument("--epochs", type=int, default=100, help="train.max_epochs (early stopping still applies)")
-    parser.add_argument("--llm-sample", type=int, default=200, help="notes and contexts the LLM stages run on")
+    parser.add_argument("--epochs", type=int, default=100, help="train.max_epochs (early stopping applies)")
+    parser.add_argument("--llm-sample", type=int, default=200, help="notes and contexts for the LLM stages")
     parser.add_argument("--embed-shards", type=int, default=1, help="embed.shards")
     parser.add_argument("--targets", nargs="*", default=[],
-                        help="run only up to these outputs (relative to the size's folder), e.g. one embedding shard")
-    parser.add_argument("--table-only", action="store_true", help="re-read the logs of the sizes run so far and print")
+                        help="run only up to these outputs (relative to the size's folder)")
+    parser.add_argument("--table-only", action="store_true", help="re-read the logs of the sizes run so far")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     out = args.workdir / "scale.json"
     report = json.loads(out.read_text()) if out.exists() else {"runs": {}}
-    report["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(),
-                         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    report["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gb": round(memory / 2**30, 1)}
     sizes = [] if args.table_only else sorted(args.stays)
     for key, run in report["runs"].items() if args.table_only else ():
         workdir = args.workdir / f"stays{key}"
@@ -236,8 +236,8 @@ def main() -> None:
         out.write_text(json.dumps(report, indent=1) + "\n")
     for stays in sizes:
         print(f"{stays} stays ...", flush=True)
-        report["runs"][str(stays)] = run_size(stays, args) | {"max_epochs": args.epochs, "targets": args.targets,
-                                                               "embed_shards": args.embed_shards}
+        settings = {"max_epochs": args.epochs, "targets": args.targets, "embed_shards": args.embed_shards}
+        report["runs"][str(stays)] = run_size(stays, args) | settings
         out.write_text(json.dumps(report, indent=1) + "\n")
     if args.llm_sample and sizes:
         report["llm_sample"] = llm_sample(sizes[-1], args)
