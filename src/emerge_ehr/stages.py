@@ -39,9 +39,10 @@ def write_parquet_atomically(frame: pl.DataFrame | pl.LazyFrame, path: str | Pat
     tmp.replace(path)
 
 
-def write_parquet_in_parts(parts, path: str | Path, rows_per_group: int = 50_000) -> None:
-    """Frames of one schema written one after the other into one Parquet file, via a temporary name, so that a
-    table too large for memory is never held whole (nor, in row groups of ``rows_per_group``, by its readers)."""
+def write_parquet_in_parts(parts, path: str | Path, rows_per_group: int = 50_000, check=None) -> None:
+    """Tables of one schema (polars or Arrow) written one after the other into one Parquet file, via a temporary
+    name, so that a table too large for memory is never held whole (nor, in row groups of ``rows_per_group``, by
+    its readers). ``check(temporary_path)`` may inspect the written file and raise; nothing is left then."""
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -50,10 +51,12 @@ def write_parquet_in_parts(parts, path: str | Path, rows_per_group: int = 50_000
     writer = None
     try:
         for part in parts:
-            table = part.to_arrow()
+            table = part.to_arrow() if isinstance(part, pl.DataFrame) else part
             writer = writer or pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table, row_group_size=rows_per_group)
         writer.close()
+        if check is not None:
+            check(tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

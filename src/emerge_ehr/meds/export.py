@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from emerge_ehr.data.cohort import mortality_label
 from emerge_ehr.data.tables import InputError
 from emerge_ehr.data.variables import Variable, load_variables
+from emerge_ehr.stages import write_parquet_in_parts
 
 log = logging.getLogger("emerge_ehr")
 
@@ -247,32 +248,30 @@ def write_validated(frame: pl.DataFrame, schema: type, path: str | Path, metadat
 
 
 # Subjects whose rows are built, sorted and written at a time: the notes' text made the whole table 12.6 GB at
-# full MIMIC-IV size; 5,000 subjects at a time peak at 3.3 GB (docs/PERFORMANCE.md, "Full MIMIC-IV").
+# full MIMIC-IV size; 5,000 subjects at a time peak at 3.5 GB (docs/PERFORMANCE.md, "Full MIMIC-IV").
 SUBJECTS_PER_CHUNK = 5_000
 
 
 def write_in_chunks(subject_ids: pl.DataFrame, rows_of, path: Path, chunk: int = SUBJECTS_PER_CHUNK) -> dict:
     """One MEDS data shard written ``chunk`` subjects at a time (in subject order, so the file stays sorted),
-    each part validated against ``meds.DataSchema`` as written; returns the codes seen and the row count."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    writer, codes, rows = None, [], 0
-    try:
+    read back and validated against ``meds.DataSchema`` a row group at a time before it takes its name; returns
+    the codes seen and the row count."""
+    seen = {"codes": [], "rows": 0}
+
+    def parts():
         for start in range(0, max(subject_ids.height, 1), chunk):
             part = meds.DataSchema.align(rows_of(subject_ids.slice(start, chunk)).to_arrow())
-            writer = writer or pq.ParquetWriter(tmp, part.schema)
-            writer.write_table(part)
-            codes.append(pl.from_arrow(part.select(["code"])).unique())
-            rows += part.num_rows
-        writer.close()
+            seen["codes"].append(pl.from_arrow(part.select(["code"])).unique())
+            seen["rows"] += part.num_rows
+            yield part
+
+    def validate(tmp: Path) -> None:
         shard = pq.ParquetFile(tmp)
-        for group in range(shard.num_row_groups):  # read back, as write_validated does, a row group at a time
+        for group in range(shard.num_row_groups):
             meds.DataSchema.validate(shard.read_row_group(group))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
-    return {"codes": pl.concat(codes), "rows": rows}
+
+    write_parquet_in_parts(parts(), path, check=validate)
+    return {"codes": pl.concat(seen["codes"]), "rows": seen["rows"]}
 
 
 def etl_version() -> str:
