@@ -94,6 +94,8 @@ def run_size(stays: int, args) -> dict:
     generation = time.perf_counter() - started
     manifest = json.loads(manifest_path.read_text())
     resources = workdir / "resources"
+    if resources.is_symlink() and resources.resolve() != REPO / "resources":
+        resources.unlink()  # the size's folder was made by another checkout
     if not resources.exists():
         resources.symlink_to(REPO / "resources")  # the knowledge graph, its index and the LLM, built once
     config = scale_config(root, workdir, args.models, args.epochs, args.embed_shards)

@@ -173,3 +173,34 @@ def test_a_damaged_gzip_is_named_and_leaves_no_parquet(tmp_path, damage, rows):
         convert(tmp_path, "mimic4", "chartevents", out)
     assert "nothing of table 'chartevents' was written" in str(error.value)
     assert not any((tmp_path / "out").iterdir())
+
+
+def test_notes_read_in_blocks_of_whole_records_equal_the_whole_file_read(tmp_path, monkeypatch):
+    """Note files are converted block by block (polars would read the whole file first); records whose quoted
+    text spans lines, holds doubled quotes or CRLF line ends must come out exactly as a whole-file read gives."""
+    from functools import partial
+
+    from emerge_ehr.data import streaming, tables
+
+    texts = ['one line', 'two\nlines', 'quoted ""word"", then\r\nCRLF', '', 'x' * 300 + '\n\n' + 'y' * 50]
+    rows = "".join(f'1-RR-{i},1,10,RR,{i},2150-01-02 {i % 24:02d}:00:00,,"{texts[i % len(texts)]}"\r\n'
+                   for i in range(1, 400))
+    path = write_gz(tmp_path / "note/radiology.csv.gz", NOTES4 + rows)
+    whole = tables.finalise(tables.canonical_frame(path, "mimic4", "notes"), "mimic4", "notes").collect()
+    monkeypatch.setattr(tables, "csv_record_blocks", partial(streaming.csv_record_blocks, block_bytes=97))
+    assert len(list(tables.csv_record_blocks(path))) > 100
+    out = tmp_path / "notes.parquet"
+    assert convert(tmp_path, "mimic4", "notes", out) == 399
+    assert pl.read_parquet(out).equals(whole)
+    assert whole.get_column("text").str.contains("\n").sum() > 100
+
+
+def test_a_damaged_note_file_is_named_and_leaves_no_parquet(tmp_path):
+    rows = "".join(f'1-RR-{i},1,10,RR,{i},2150-01-02 10:00:00,,"report {i}\nsecond line {i * 7919}"\n'
+                   for i in range(300_000))
+    path = write_gz(tmp_path / "note/radiology.csv.gz", NOTES4 + rows)
+    path.write_bytes(path.read_bytes()[:-5000])
+    out = tmp_path / "out" / "notes.parquet"
+    with pytest.raises(InputError, match=r"radiology\.csv\.gz: file is truncated"):
+        convert(tmp_path, "mimic4", "notes", out)
+    assert not any((tmp_path / "out").iterdir())

@@ -17,6 +17,7 @@ import polars as pl
 from emerge_ehr.data import cohort as cohort_lib
 from emerge_ehr.data import notes as notes_lib
 from emerge_ehr.data import tables, timeseries
+from emerge_ehr.data.streaming import write_parquet_in_parts
 from emerge_ehr.data.variables import feature_names, load_variables
 from emerge_ehr.model.classic import CLASSIC_MODELS, train_classic
 
@@ -36,30 +37,6 @@ def write_parquet_atomically(frame: pl.DataFrame | pl.LazyFrame, path: str | Pat
         frame.sink_parquet(tmp)
     else:
         frame.write_parquet(tmp)
-    tmp.replace(path)
-
-
-def write_parquet_in_parts(parts, path: str | Path, rows_per_group: int = 50_000, check=None) -> None:
-    """Tables of one schema (polars or Arrow) written one after the other into one Parquet file, via a temporary
-    name, so that a table too large for memory is never held whole (nor, in row groups of ``rows_per_group``, by
-    its readers). ``check(temporary_path)`` may inspect the written file and raise; nothing is left then."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    writer = None
-    try:
-        for part in parts:
-            table = part.to_arrow() if isinstance(part, pl.DataFrame) else part
-            writer = writer or pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table, row_group_size=rows_per_group)
-        writer.close()
-        if check is not None:
-            check(tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     tmp.replace(path)
 
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 import gzip
 import logging
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+
+from emerge_ehr.data.streaming import csv_record_blocks, read_ahead, write_parquet_in_parts
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +333,12 @@ def canonical_frame(path: Path, layout: str, table: str) -> pl.LazyFrame:
 
     Raises InputError naming the file and column when a required column is absent.
     """
+    return _scan_raw(path).select(_canonical_columns(path, _header(path), layout, table))
+
+
+def _canonical_columns(path: Path, header: list[str], layout: str, table: str) -> list[pl.Expr]:
     spec = _spec(layout, table)
-    present = resolve_columns(path, _header(path), layout, table)
+    present = resolve_columns(path, header, layout, table)
     exprs = []
     for name, col in spec.columns.items():
         if name in present:
@@ -341,8 +348,26 @@ def canonical_frame(path: Path, layout: str, table: str) -> pl.LazyFrame:
             exprs.append(pl.lit(None, dtype=col.dtype).alias(name))
     base = path.name.lower().removesuffix(".gz").removesuffix(".csv").removesuffix(".parquet")
     stem = next((s for s in spec.files if Path(s).name.lower() == base), None)
-    exprs += [pl.lit(v).alias(k) for k, v in spec.constants.get(stem, {}).items()]
-    return _scan_raw(path).select(exprs)
+    return exprs + [pl.lit(v).alias(k) for k, v in spec.constants.get(stem, {}).items()]
+
+
+def _raw_parts(path: Path) -> Iterator[pl.DataFrame]:
+    """A source file part by part, every column as text (see ``_scan_raw``), never held whole."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        yield from map(pl.from_arrow, pq.ParquetFile(path).iter_batches(batch_size=50_000))
+        return
+    for block in read_ahead(csv_record_blocks(path)):
+        yield pl.read_csv(block, infer_schema=False, quote_char='"', encoding="utf8-lossy")
+
+
+def canonical_parts(path: Path, layout: str, table: str) -> Iterator[pl.DataFrame]:
+    """``finalise(canonical_frame(...))`` part by part: for note files, which polars reads whole before parsing
+    when quoted fields span lines (3.9 GB for 3.3 GB of discharge summaries)."""
+    columns = _canonical_columns(path, _header(path), layout, table)
+    for raw in _raw_parts(path):
+        yield finalise(raw.lazy().select(columns), layout, table).collect()
 
 
 def _clean_text(column: pl.Expr) -> pl.Expr:
@@ -415,7 +440,7 @@ def replaced_characters(path: Path, table: str) -> dict[str, int]:
         return {}
     counts = pl.scan_parquet(path).select(
         pl.col(c).str.contains(REPLACEMENT, literal=True).sum().alias(c) for c in text_columns
-    ).collect().row(0, named=True)
+    ).collect(engine="streaming").row(0, named=True)
     return {column: count for column, count in counts.items() if count}
 
 
@@ -438,11 +463,14 @@ def convert(
     try:
         for path in paths:
             check_parses(path, layout, table)
-        frames = [finalise(canonical_frame(path, layout, table), layout, table) for path in paths]
-        # row groups are what a streaming reader holds at once: 1 million notes of text are 1.6 GB
-        rows_per_group = 50_000 if table == "notes" else 1_000_000
-        pl.concat(frames, how="vertical").sink_parquet(tmp, row_group_size=rows_per_group)
-    except (pl.exceptions.PolarsError, OSError) as err:
+        if table == "notes":
+            # row groups are what a streaming reader holds at once: 1 million notes of text are 1.6 GB
+            write_parquet_in_parts((part for path in paths for part in canonical_parts(path, layout, table)), out)
+        else:
+            frames = [finalise(canonical_frame(path, layout, table), layout, table) for path in paths]
+            pl.concat(frames, how="vertical").sink_parquet(tmp, row_group_size=1_000_000)
+            tmp.replace(out)
+    except (pl.exceptions.PolarsError, OSError, EOFError, zlib.error) as err:
         tmp.unlink(missing_ok=True)
         unreadable = [(path, why) for path in paths if (why := unreadable_gzip(path))]
         if unreadable:
@@ -452,7 +480,6 @@ def convert(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    tmp.replace(out)
     rows = pl.scan_parquet(out).select(pl.len()).collect().item()
     log.info("converted %s (%d file(s)) to %s: %d rows", table, len(paths), out, rows)
     for column, count in replaced_characters(out, table).items():

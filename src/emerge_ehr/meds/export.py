@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from emerge_ehr.data.cohort import mortality_label
 from emerge_ehr.data.tables import InputError
 from emerge_ehr.data.variables import Variable, load_variables
-from emerge_ehr.stages import write_parquet_in_parts
+from emerge_ehr.data.streaming import write_parquet_in_parts
 
 log = logging.getLogger("emerge_ehr")
 
