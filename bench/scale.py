@@ -14,6 +14,7 @@ per rule with the growth exponent between sizes (log time ratio / log size ratio
     .venv/bin/python bench/scale.py --stays 4573 --llm-sample 0           # a small size, the whole pipeline
     .venv/bin/python bench/scale.py --stays 73181 --epochs 3 --embed-shards 16 --llm-sample 150 \
         --targets results/scale/knowledge.parquet results/scale/embeddings/notes/shard0.json ...   # full size
+    .venv/bin/python bench/scale.py --stays 73181 ... --forcerun results/scale/parquet/notes.parquet  # re-measure
     .venv/bin/python bench/scale.py --table-only                          # the table over the sizes so far
 
 Each call adds its sizes to ``{workdir}/scale.json`` and prints the table of docs/PERFORMANCE.md over every
@@ -103,6 +104,7 @@ def run_size(stays: int, args) -> dict:
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
                "--configfile", str(workdir / "config.yaml"), "--replace-workflow-config",
                "--cores", str(args.cores), "--keep-going", *args.targets,
+               *(["--forcerun", *args.forcerun] if args.forcerun else []),
                # the shared knowledge-graph index is built once: not again for each size's own cache folder
                "--rerun-triggers", "mtime"]
     started = time.perf_counter()
@@ -224,6 +226,8 @@ def main() -> None:
     parser.add_argument("--embed-shards", type=int, default=1, help="embed.shards")
     parser.add_argument("--targets", nargs="*", default=[],
                         help="run only up to these outputs (relative to the size's folder)")
+    parser.add_argument("--forcerun", nargs="*", default=[],
+                        help="outputs to compute again, with everything after them (to re-measure a changed stage)")
     parser.add_argument("--table-only", action="store_true", help="re-read the logs of the sizes run so far")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)

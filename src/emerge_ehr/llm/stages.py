@@ -22,9 +22,11 @@ def prepare_model(package: str, out_dir: str) -> None:
     convert_gguf(packaged_gguf(package), out_dir)
 
 
-def _shard(frame: pl.DataFrame, shard: int, shards: int) -> pl.DataFrame:
-    """Rows of one shard: by stay, so a stay's prompts stay together and shards stay stable as stays are added."""
-    return frame.filter(pl.col("stay_id") % shards == shard)
+def _read_shard(path: str, shard: int, shards: int) -> pl.DataFrame:
+    """Rows of one shard: by stay, so a stay's prompts stay together and shards stay stable as stays are added.
+    Read by the streaming engine, so that a job never holds the other shards' note text (1.4 million notes at
+    full MIMIC-IV size)."""
+    return pl.scan_parquet(path).filter(pl.col("stay_id") % shards == shard).collect(engine="streaming")
 
 
 def _settings(llm: dict) -> LLMSettings:
@@ -51,7 +53,7 @@ def llm_entities(
     from emerge_ehr.llm.extract import ExtractionSettings, extraction_requests, refine
     from emerge_ehr.text.lexicon import load_abbreviations
 
-    notes = _shard(pl.read_parquet(notes_path), shard, shards)
+    notes = _read_shard(notes_path, shard, shards)
     settings = _settings(llm)
     requests, rows = extraction_requests(notes, ExtractionSettings(**extraction), settings.max_model_len,
                                          prompt_length(settings))
@@ -78,7 +80,7 @@ def summarize(context_path: str, shard: int, shards: int, llm: dict, summary: di
               stats_out: str) -> None:
     from emerge_ehr.llm.summarize import SummarySettings, summaries_table, summary_requests
 
-    context = _shard(pl.read_parquet(context_path), shard, shards)
+    context = _read_shard(context_path, shard, shards)
     requests, prompts = summary_requests(context, SummarySettings(**summary))
     results = _run(requests, llm, cache_dir, f"summaries shard {shard + 1}/{shards}", stats_out)
     table = summaries_table(prompts, results)
