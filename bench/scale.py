@@ -14,7 +14,7 @@ per rule with the growth exponent between sizes (log time ratio / log size ratio
     .venv/bin/python bench/scale.py --stays 4573 --llm-sample 0           # a small size, the whole pipeline
     .venv/bin/python bench/scale.py --stays 73181 --epochs 3 --embed-shards 16 --llm-sample 150 \
         --targets results/scale/knowledge.parquet results/scale/embeddings/notes/shard0.json ...   # full size
-    .venv/bin/python bench/scale.py --stays 73181 ... --forcerun results/scale/parquet/notes.parquet  # re-measure
+    .venv/bin/python bench/scale.py --stays 73181 ... --forcerun results/scale/parquet/notes.parquet  # again
     .venv/bin/python bench/scale.py --table-only                          # the table over the sizes so far
 
 Each call adds its sizes to ``{workdir}/scale.json`` and prints the table of docs/PERFORMANCE.md over every
@@ -193,23 +193,30 @@ def per_stage(run: dict) -> dict[str, dict]:
 
 
 def markdown(runs: list[dict]) -> str:
+    """Per stage and size: wall s / CPU s / peak MB; the growth exponents between consecutive sizes."""
+    if not runs:
+        return "no size measured yet"
     tables = [per_stage(run) for run in runs]
     header = " | ".join(f"{run['stays']:,} stays: wall s / CPU s / peak MB" for run in runs)
     lines = [f"| stage (jobs at the largest size) | {header} | exponent (time) | exponent (memory) |",
              "|---" * (len(runs) + 3) + "|"]
+    fmt = lambda k: "-" if k is None else f"{k:.2f}"  # noqa: E731
     for stage in sorted(tables[-1], key=lambda s: -tables[-1][s]["wall_s"]):
-        cells = []
+        cells, k_time, k_mem = [], [], []
         for table in tables:
             row = table.get(stage)
             cells.append(f"{row['wall_s']:,.0f} / {row['cpu_s']:,.0f} / {row['peak_mb']:,.0f}"
                          if row else "-")
-        first, last = tables[0].get(stage), tables[-1][stage]
-        comparable = first is not None and first["jobs"] == last["jobs"]  # the same work at both sizes
-        sizes = runs[0]["stays"], runs[-1]["stays"]
-        k_time = exponent(first["wall_s"], last["wall_s"], *sizes) if comparable else None
-        k_mem = exponent(first["peak_mb"], last["peak_mb"], *sizes) if comparable else None
-        fmt = lambda k: "-" if k is None else f"{k:.2f}"  # noqa: E731
-        lines.append(f"| {stage} ({last['jobs']}) | {' | '.join(cells)} | {fmt(k_time)} | {fmt(k_mem)} |")
+        for (small, run_small), (large, run_large) in zip(zip(tables, runs), zip(tables[1:], runs[1:])):
+            first, last = small.get(stage), large.get(stage)
+            shards = run_small.get("embed_shards"), run_large.get("embed_shards")
+            same_work = first is not None and last is not None and first["jobs"] == last["jobs"]
+            comparable = same_work and (stage != "embed_notes" or shards[0] == shards[1])
+            sizes = run_small["stays"], run_large["stays"]
+            k_time.append(exponent(first["wall_s"], last["wall_s"], *sizes) if comparable else None)
+            k_mem.append(exponent(first["peak_mb"], last["peak_mb"], *sizes) if comparable else None)
+        lines.append(f"| {stage} ({tables[-1][stage]['jobs']}) | {' | '.join(cells)} | "
+                     f"{', '.join(map(fmt, k_time))} | {', '.join(map(fmt, k_mem))} |")
     return "\n".join(lines)
 
 
@@ -227,7 +234,7 @@ def main() -> None:
     parser.add_argument("--targets", nargs="*", default=[],
                         help="run only up to these outputs (relative to the size's folder)")
     parser.add_argument("--forcerun", nargs="*", default=[],
-                        help="outputs to compute again, with everything after them (to re-measure a changed stage)")
+                        help="outputs to compute again, with all after them (to re-measure a changed stage)")
     parser.add_argument("--table-only", action="store_true", help="re-read the logs of the sizes run so far")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-BLOCK_BYTES = 64 << 20  # of decompressed CSV per block: a discharge summary averages 10 kB, so about 6,000 notes
+BLOCK_BYTES = 64 << 20  # of decompressed CSV per block: about 6,000 discharge summaries of 10 kB
 
 
 def last_record_end(data: bytes) -> int:
@@ -42,9 +42,9 @@ def last_record_end(data: bytes) -> int:
 
 
 def csv_record_blocks(path: str | Path, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
-    """The CSV file (gzip or plain) as blocks of about ``block_bytes`` of whole records, each led by the header
-    line, so that each parses on its own; a record longer than a block makes its block longer. A file without
-    records gives one block: its header.
+    """The CSV file (gzip or plain) as blocks of about ``block_bytes`` of whole records, each led by the
+    header line, so that each parses on its own; a record longer than a block makes its block longer. A file
+    without records gives one block: its header.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "notes.csv"
@@ -68,9 +68,9 @@ def csv_record_blocks(path: str | Path, block_bytes: int = BLOCK_BYTES) -> Itera
 
 
 def read_ahead(items: Iterable, depth: int = 2) -> Iterator:
-    """``items`` produced by a background thread, up to ``depth`` ahead of the consumer, so that decompressing a
-    block overlaps parsing and writing the one before (zlib, polars and Arrow release the GIL: the notes of full
-    MIMIC-IV size convert in 28 s instead of 37). An error in the producer is raised in the consumer.
+    """``items`` produced by a background thread, up to ``depth`` ahead of the consumer, so that decompressing
+    a block overlaps parsing and writing the one before (zlib, polars and Arrow release the GIL: the notes of
+    full MIMIC-IV size convert in 28 s instead of 37). An error in the producer is raised in the consumer.
 
     >>> list(read_ahead(iter(range(5))))
     [0, 1, 2, 3, 4]
@@ -113,9 +113,10 @@ def read_ahead(items: Iterable, depth: int = 2) -> Iterator:
 
 
 def write_parquet_in_parts(parts: Iterable, path: str | Path, rows_per_group: int = 50_000, check=None) -> None:
-    """Tables of one schema (polars or Arrow) written one after the other into one Parquet file, via a temporary
-    name, so that a table too large for memory is never held whole (nor, in row groups of ``rows_per_group``, by
-    its readers). ``check(temporary_path)`` may inspect the written file and raise; nothing is left then."""
+    """Tables of one schema (polars or Arrow) written one after the other into one Parquet file, via a
+    temporary name, so that a table too large for memory is never held whole (nor, in row groups of
+    ``rows_per_group``, by its readers). ``check(temporary_path)`` may inspect the written file and raise;
+    nothing is left then."""
     import pyarrow.parquet as pq
 
     path = Path(path)
