@@ -133,21 +133,25 @@ def trainings(results: Path) -> dict:
 
 
 def llm_sample(stays: int, args) -> dict:
-    """LLM entities and summaries on a sample of the largest run's notes and contexts: prompts per second."""
+    """LLM entities and summaries on a sample of the largest run's notes and contexts: prompts per second, and
+    each stage's peak memory as a job (a fresh process, the job's allocator, its ``job resources`` line)."""
+    import shutil
     from dataclasses import fields
 
     import polars as pl
 
     from emerge_ehr.llm.backends import LLMSettings
-    from emerge_ehr.llm.stages import llm_entities, summarize
 
     results = args.workdir / f"stays{stays}" / "results" / "scale"
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     sample = args.workdir / "llm-sample"
+    shutil.rmtree(sample / "cache", ignore_errors=True)  # every prompt answered by the engine, none cached
     sample.mkdir(exist_ok=True)
-    notes, contexts = pl.read_parquet(results / "notes.parquet"), pl.read_parquet(results / "context.parquet")
-    notes.sample(min(args.llm_sample, notes.height), seed=0).write_parquet(sample / "notes.parquet")
-    contexts.sample(min(args.llm_sample, contexts.height), seed=0).write_parquet(sample / "context.parquet")
+    counts = {}
+    for name in ("notes", "context"):
+        table = pl.read_parquet(results / f"{name}.parquet")
+        counts[name] = table.height
+        table.sample(min(args.llm_sample, table.height), seed=0).write_parquet(sample / f"{name}.parquet")
     accepted = {field.name for field in fields(LLMSettings)}  # the engine's settings, as the workflow passes
     llm = {k: v for k, v in config["llm"].items() if k in accepted}
     llm["model"] = str(REPO / config["llm"]["model"])
@@ -155,19 +159,26 @@ def llm_sample(stays: int, args) -> dict:
     summary = {k: v for k, v in config["summaries"].items() if k not in ("shards", "method")}
     abbreviations, cache = str(REPO / config["entities"]["abbreviations"]), str(sample / "cache")
     measured = {}
-    for name, stage, run in (
-        ("llm_entities", "entities", lambda out, stats: llm_entities(
-            str(sample / "notes.parquet"), abbreviations, 0, 1, llm, extraction, cache, out, stats)),
-        ("summarize", "summaries", lambda out, stats: summarize(
-            str(sample / "context.parquet"), 0, 1, llm, summary, cache, out, stats)),
+    for name, stage, call in (
+        ("llm_entities", "entities", ["notes.parquet", abbreviations, 0, 1, llm, extraction, cache]),
+        ("summarize", "summaries", ["context.parquet", 0, 1, llm, summary, cache]),
     ):
+        call[0] = str(sample / call[0])
+        call += [str(sample / f"{stage}.parquet"), str(sample / f"{stage}.json")]
+        log = sample / f"{stage}.log"
+        code = (f"import json, sys; sys.path.insert(0, {str(REPO / 'src')!r})\n"
+                "from emerge_ehr.runtime import start_job\n"
+                f"start_job({args.cores}, {str(log)!r}, fast_allocator=True)\n"
+                f"from emerge_ehr.llm import stages; stages.{name}(*json.loads(sys.argv[1]))")
         started = time.perf_counter()
-        run(str(sample / f"{stage}.parquet"), str(sample / f"{stage}.json"))
+        subprocess.run([sys.executable, "-c", code, json.dumps(call)], check=True)
         seconds = time.perf_counter() - started
-        measured[name] = json.loads((sample / f"{stage}.json").read_text()) | {"wall_s": seconds}
-    return measured | {"notes_in_run": notes.height, "contexts_in_run": contexts.height,
-                       "sample_notes": min(args.llm_sample, notes.height),
-                       "sample_contexts": min(args.llm_sample, contexts.height)}
+        wall, cpu, peak = RESOURCES.findall(log.read_text())[-1]
+        measured[name] = json.loads((sample / f"{stage}.json").read_text()) | {
+            "wall_s": seconds, "job_cpu_s": float(cpu), "peak_mb": int(peak)}
+    return measured | {"notes_in_run": counts["notes"], "contexts_in_run": counts["context"],
+                       "sample_notes": min(args.llm_sample, counts["notes"]),
+                       "sample_contexts": min(args.llm_sample, counts["context"])}
 
 
 def exponent(small: float, large: float, n_small: int, n_large: int) -> float | None:
