@@ -110,8 +110,9 @@ def run_size(stays: int, args) -> dict:
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
     pipeline = time.perf_counter() - started
-    (workdir / "snakemake.log").write_text(result.stdout + result.stderr)
-    rules = log_rules(result.stdout + result.stderr)
+    log = workdir / "snakemake.log"  # every run's output, so that the rule of each job's log stays known
+    log.write_text((log.read_text() if log.exists() else "") + result.stdout + result.stderr)
+    rules = log_rules(log.read_text())
     results = workdir / "results" / "scale"
     sizes = {p.relative_to(results).as_posix(): p.stat().st_size for p in results.rglob("*") if p.is_file()}
     cohort = json.loads((results / "cohort.json").read_text()) if (results / "cohort.json").exists() else {}
