@@ -175,11 +175,31 @@ def llm_sample(stays: int, args) -> dict:
         subprocess.run([sys.executable, "-c", code, json.dumps(call)], check=True)
         seconds = time.perf_counter() - started
         wall, cpu, peak = RESOURCES.findall(log.read_text())[-1]
-        measured[name] = json.loads((sample / f"{stage}.json").read_text()) | {
+        measured[name] = json.loads((sample / f"{stage}.json").read_text()) | steady_rate(log.read_text()) | {
             "wall_s": seconds, "job_cpu_s": float(cpu), "peak_mb": int(peak)}
     return measured | {"notes_in_run": counts["notes"], "contexts_in_run": counts["context"],
                        "sample_notes": min(args.llm_sample, counts["notes"]),
                        "sample_contexts": min(args.llm_sample, counts["context"])}
+
+
+PROGRESS = re.compile(r"^(\S+ \S+),\d+ .*attempt 1: (\d+) of \d+ uncached prompts", re.M)
+
+
+def steady_rate(job_log: str) -> dict:
+    """Prompts per second after the first answer, and the seconds until it: a job pays the engine's start and
+    warm-up once (about 50 s here), so a shard of 88,000 prompts runs at the steady rate.
+
+    >>> steady_rate("2026-12-07 05:37:01,562 INFO x: attempt 1: 1 of 9 uncached prompts (...)\\n"
+    ...             "2026-12-07 05:37:11,000 INFO x: attempt 1: 9 of 9 uncached prompts (...)")
+    {'first_answers': 1, 'steady_prompts_per_second': 0.8}
+    """
+    from datetime import datetime
+
+    points = [(datetime.fromisoformat(stamp), int(done)) for stamp, done in PROGRESS.findall(job_log)]
+    if len(points) < 2 or points[-1][0] <= points[0][0]:
+        return {}
+    (start, first), (end, last) = points[0], points[-1]
+    return {"first_answers": first, "steady_prompts_per_second": (last - first) / (end - start).total_seconds()}
 
 
 def exponent(small: float, large: float, n_small: int, n_large: int) -> float | None:
@@ -259,6 +279,10 @@ def main() -> None:
         workdir = args.workdir / f"stays{key}"
         run["jobs"] = job_table(workdir, log_rules((workdir / "snakemake.log").read_text()))
         out.write_text(json.dumps(report, indent=1) + "\n")
+    for name, stage in (("llm_entities", "entities"), ("summarize", "summaries")) if args.table_only else ():
+        if name in report.get("llm_sample", {}) and (log := args.workdir / "llm-sample" / f"{stage}.log").exists():
+            report["llm_sample"][name] |= steady_rate(log.read_text())
+            out.write_text(json.dumps(report, indent=1) + "\n")
     for stays in sizes:
         print(f"{stays} stays ...", flush=True)
         settings = {"max_epochs": args.epochs, "targets": args.targets, "embed_shards": args.embed_shards}
