@@ -199,7 +199,8 @@ def steady_rate(job_log: str) -> dict:
     if len(points) < 2 or points[-1][0] <= points[0][0]:
         return {}
     (start, first), (end, last) = points[0], points[-1]
-    return {"first_answers": first, "steady_prompts_per_second": (last - first) / (end - start).total_seconds()}
+    seconds = (end - start).total_seconds()
+    return {"first_answers": first, "steady_prompts_per_second": (last - first) / seconds}
 
 
 def exponent(small: float, large: float, n_small: int, n_large: int) -> float | None:
@@ -280,7 +281,8 @@ def main() -> None:
         run["jobs"] = job_table(workdir, log_rules((workdir / "snakemake.log").read_text()))
         out.write_text(json.dumps(report, indent=1) + "\n")
     for name, stage in (("llm_entities", "entities"), ("summarize", "summaries")) if args.table_only else ():
-        if name in report.get("llm_sample", {}) and (log := args.workdir / "llm-sample" / f"{stage}.log").exists():
+        log = args.workdir / "llm-sample" / f"{stage}.log"
+        if name in report.get("llm_sample", {}) and log.exists():
             report["llm_sample"][name] |= steady_rate(log.read_text())
             out.write_text(json.dumps(report, indent=1) + "\n")
     for stays in sizes:
