@@ -204,3 +204,16 @@ def test_a_damaged_note_file_is_named_and_leaves_no_parquet(tmp_path):
     with pytest.raises(InputError, match=r"radiology\.csv\.gz: file is truncated"):
         convert(tmp_path, "mimic4", "notes", out)
     assert not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("notes", [2, 0])
+def test_notes_from_parquet_source_files_convert_part_by_part(tmp_path, notes):
+    source = pl.DataFrame({"note_id": ["1-RR-1", "1-RR-2"], "subject_id": [1, 1], "hadm_id": [10, 10],
+                           "note_type": ["RR", "RR"], "note_seq": [1, 2], "text": ["a\nb", "c"],
+                           "charttime": ["2150-01-02 10:00:00", "2150-01-02 11:00:00"], "storetime": [None, None]})
+    (tmp_path / "note").mkdir()
+    source.head(notes).write_parquet(tmp_path / "note/radiology.parquet")
+    out = tmp_path / "notes.parquet"
+    assert convert(tmp_path, "mimic4", "notes", out) == notes
+    frame = pl.read_parquet(out)
+    assert dict(frame.schema) == CANONICAL["notes"] and frame.get_column("text").to_list() == ["a\nb", "c"][:notes]

@@ -356,7 +356,9 @@ def _raw_parts(path: Path) -> Iterator[pl.DataFrame]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        yield from map(pl.from_arrow, pq.ParquetFile(path).iter_batches(batch_size=50_000))
+        source = pq.ParquetFile(path)
+        yield pl.from_arrow(source.schema_arrow.empty_table())  # so that a file without rows has its columns
+        yield from map(pl.from_arrow, source.iter_batches(batch_size=50_000))
         return
     for block in read_ahead(csv_record_blocks(path)):
         yield pl.read_csv(block, infer_schema=False, quote_char='"', encoding="utf8-lossy")
