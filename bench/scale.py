@@ -117,10 +117,10 @@ def run_size(stays: int, args) -> dict:
     results = workdir / "results" / "scale"
     sizes = {p.relative_to(results).as_posix(): p.stat().st_size for p in results.rglob("*") if p.is_file()}
     cohort = json.loads((results / "cohort.json").read_text()) if (results / "cohort.json").exists() else {}
-    return generation | {"stays": manifest["stays"], "rows": manifest["rows"],
-            "pipeline_s": round(pipeline, 1), "returncode": result.returncode,
-            "cohort_stays": cohort.get("stays"), "jobs": job_table(workdir, rules), "output_bytes": sizes,
-            "trainings": trainings(results)}
+    return generation | {
+        "stays": manifest["stays"], "rows": manifest["rows"], "pipeline_s": round(pipeline, 1),
+        "returncode": result.returncode, "cohort_stays": cohort.get("stays"), "jobs": job_table(workdir, rules),
+        "output_bytes": sizes, "trainings": trainings(results)}
 
 
 def trainings(results: Path) -> dict:
