@@ -1,7 +1,7 @@
 """Tables too large for memory, read and written in parts.
 
-polars reads a whole CSV file of quoted multi-line text before it parses it (3.3 GB of discharge summaries
-took 3.9 GB), so the note tables are read here in blocks of whole records instead; and every large output is
+polars reads a whole CSV file of quoted multi-line text before it parses it (converting 3.3 GB of discharge
+summaries took 2.6 GB), so the note tables are read here in blocks of whole records instead; and every large output is
 written part after part into one Parquet file, so that neither the writer nor its readers hold it whole.
 """
 

@@ -366,7 +366,7 @@ def _raw_parts(path: Path) -> Iterator[pl.DataFrame]:
 
 def canonical_parts(path: Path, layout: str, table: str) -> Iterator[pl.DataFrame]:
     """``finalise(canonical_frame(...))`` part by part: for note files, which polars reads whole before parsing
-    when quoted fields span lines (3.9 GB for 3.3 GB of discharge summaries)."""
+    when quoted fields span lines (2.6 GB for 3.3 GB of discharge summaries)."""
     columns = _canonical_columns(path, _header(path), layout, table)
     for raw in _raw_parts(path):
         yield finalise(raw.lazy().select(columns), layout, table).collect()
