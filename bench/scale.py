@@ -187,7 +187,7 @@ PROGRESS = re.compile(r"^(\S+ \S+),\d+ .*attempt 1: (\d+) of \d+ uncached prompt
 
 
 def steady_rate(job_log: str) -> dict:
-    """Prompts per second after the first answer, and the seconds until it: a job pays the engine's start and
+    """Prompts per second after the first answers (and how many those were): a job pays the engine's start and
     warm-up once (about 50 s here), so a shard of 88,000 prompts runs at the steady rate.
 
     >>> steady_rate("2026-12-07 05:37:01,562 INFO x: attempt 1: 1 of 9 uncached prompts (...)\\n"
