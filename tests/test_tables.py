@@ -217,3 +217,11 @@ def test_notes_from_parquet_source_files_convert_part_by_part(tmp_path, notes):
     assert convert(tmp_path, "mimic4", "notes", out) == notes
     frame = pl.read_parquet(out)
     assert dict(frame.schema) == CANONICAL["notes"] and frame.get_column("text").to_list() == ["a\nb", "c"][:notes]
+
+
+def test_writing_no_part_is_an_error_that_leaves_nothing(tmp_path):
+    from emerge_ehr.data.streaming import write_parquet_in_parts
+
+    with pytest.raises(ValueError, match="no part to write"):
+        write_parquet_in_parts(iter([]), tmp_path / "empty.parquet")
+    assert not any(tmp_path.iterdir())

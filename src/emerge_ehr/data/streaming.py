@@ -128,6 +128,8 @@ def write_parquet_in_parts(parts: Iterable, path: str | Path, rows_per_group: in
             table = part.to_arrow() if isinstance(part, pl.DataFrame) else part
             writer = writer or pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table, row_group_size=rows_per_group)
+        if writer is None:
+            raise ValueError(f"{path}: no part to write (a table without rows is one empty part)")
         writer.close()
         if check is not None:
             check(tmp)

@@ -20,9 +20,9 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from emerge_ehr.data.cohort import mortality_label
+from emerge_ehr.data.streaming import write_parquet_in_parts
 from emerge_ehr.data.tables import InputError
 from emerge_ehr.data.variables import Variable, load_variables
-from emerge_ehr.data.streaming import write_parquet_in_parts
 
 log = logging.getLogger("emerge_ehr")
 
