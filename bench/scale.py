@@ -70,6 +70,14 @@ def log_rules(snakemake_output: str) -> dict[str, str]:
     return rules
 
 
+def snakemake_output(workdir: Path) -> str:
+    """Every Snakemake run's output in ``workdir``: the runs this script finished (``snakemake.log``) and
+    Snakemake's own log of each run, written as it goes, so that a run killed after hours still names the rule of
+    every job it finished (``--table-only``)."""
+    logs = [workdir / "snakemake.log", *sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))]
+    return "\n".join(log.read_text(errors="replace") for log in logs if log.exists())
+
+
 def job_table(workdir: Path, rules: dict[str, str]) -> list[dict]:
     """One row per job: its rule (train: with the model), wall and CPU seconds, peak memory."""
     rows = []
@@ -113,7 +121,7 @@ def run_size(stays: int, args) -> dict:
     pipeline = time.perf_counter() - started
     log = workdir / "snakemake.log"  # every run's output, so that the rule of each job's log stays known
     log.write_text((log.read_text() if log.exists() else "") + result.stdout + result.stderr)
-    rules = log_rules(log.read_text())
+    rules = log_rules(snakemake_output(workdir))
     results = workdir / "results" / "scale"
     sizes = {p.relative_to(results).as_posix(): p.stat().st_size for p in results.rglob("*") if p.is_file()}
     cohort = json.loads((results / "cohort.json").read_text()) if (results / "cohort.json").exists() else {}
@@ -279,7 +287,7 @@ def main() -> None:
     sizes = [] if args.table_only else sorted(args.stays)
     for key, run in report["runs"].items() if args.table_only else ():
         workdir = args.workdir / f"stays{key}"
-        run["jobs"] = job_table(workdir, log_rules((workdir / "snakemake.log").read_text()))
+        run["jobs"] = job_table(workdir, log_rules(snakemake_output(workdir)))
         out.write_text(json.dumps(report, indent=1) + "\n")
     for name, stage in (("llm_entities", "entities"), ("summarize", "summaries")) if args.table_only else ():
         log = args.workdir / "llm-sample" / f"{stage}.log"
