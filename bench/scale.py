@@ -287,7 +287,8 @@ def main() -> None:
     sizes = [] if args.table_only else sorted(args.stays)
     for key, run in report["runs"].items() if args.table_only else ():
         workdir = args.workdir / f"stays{key}"
-        run["jobs"] = job_table(workdir, log_rules(snakemake_output(workdir)))
+        if (workdir / "logs").is_dir():  # a size measured elsewhere (its logs not here) keeps its recorded jobs
+            run["jobs"] = job_table(workdir, log_rules(snakemake_output(workdir)))
         out.write_text(json.dumps(report, indent=1) + "\n")
     for name, stage in (("llm_entities", "entities"), ("summarize", "summaries")) if args.table_only else ():
         log = args.workdir / "llm-sample" / f"{stage}.log"
