@@ -25,6 +25,9 @@ from emerge_ehr.kg.align import AlignSettings, align  # noqa: E402
 from emerge_ehr.kg.builtin import build_builtin_kg  # noqa: E402
 from emerge_ehr.kg.index import load_index  # noqa: E402
 from emerge_ehr.text.encoder import EncoderSettings, TextEncoder  # noqa: E402
+from emerge_ehr.settings import schema_defaults  # noqa: E402
+
+DEFAULTS = schema_defaults()
 
 
 def entity_like_queries(nodes: pl.DataFrame, n: int, seed: int) -> list[str]:
@@ -51,7 +54,7 @@ def main() -> None:
     index_dir = args.kg / "minilm"
     index, entries, info = load_index(index_dir)
     nodes = pl.read_parquet(args.kg / "nodes.parquet")
-    encoder = TextEncoder(EncoderSettings())
+    encoder = TextEncoder(EncoderSettings.from_config(DEFAULTS))
     texts = entity_like_queries(nodes, args.queries, seed=0)
     started = time.perf_counter()
     vectors = encoder.encode(texts)
@@ -59,7 +62,7 @@ def main() -> None:
     queries = pl.DataFrame({"entity": texts, "source": ["note"] * len(texts), "phenotype": [None] * len(texts)},
                            schema={"entity": pl.String, "source": pl.String, "phenotype": pl.String})
     started = time.perf_counter()
-    table = align(queries, vectors, index, entries, nodes, AlignSettings())
+    table = align(queries, vectors, index, entries, nodes, AlignSettings.from_config(DEFAULTS))
     search_seconds = time.perf_counter() - started
     print(f"built-in KG: {nodes.height:,} nodes; index: {entries.height:,} strings ({info['settings']['kind']})\n")
     print("| step | figure |\n|---|---|")

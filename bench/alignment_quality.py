@@ -27,6 +27,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 from emerge_ehr.kg.index import IndexSettings, build_index, index_entries, search_nodes  # noqa: E402
 from emerge_ehr.text.encoder import EmbeddingCache, EncoderSettings, TextEncoder, embed_cached  # noqa: E402
+from emerge_ehr.settings import schema_defaults  # noqa: E402
+
+DEFAULTS = schema_defaults()
 
 
 def held_out_synonyms(nodes: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
@@ -80,12 +83,12 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", help="the encoder's number format (text_encoder.dtype)")
     args = parser.parse_args()
     nodes = pl.read_parquet(args.kg / "nodes.parquet")
-    encoder = TextEncoder(EncoderSettings(dtype=args.dtype))
+    encoder = TextEncoder(EncoderSettings.from_config(DEFAULTS, dtype=args.dtype))
     cache = EmbeddingCache(args.cache / f"embeddings-{encoder.identity}", encoder.dimension, writer="bench/alignment_quality")
     results = {}
     for label, include_synonyms in (("held-out synonyms (index of names only)", False), ("clinical phrases", True),
                                     ("abbreviations, unexpanded", True), ("negatives", True)):
-        settings = IndexSettings(include_synonyms=include_synonyms)
+        settings = IndexSettings.from_config(DEFAULTS, include_synonyms=include_synonyms)
         entries = index_entries(nodes, settings)
         vectors, _ = embed_cached(entries.get_column("text").to_list(), encoder, cache)
         index = build_index(vectors, settings)

@@ -82,13 +82,11 @@ def pipeline_settings(config_path: Path, max_tokens: int | None):
     from emerge_ehr.llm.backends import LLMSettings
     from emerge_ehr.llm.extract import ExtractionSettings
 
-    config = yaml.safe_load(config_path.read_text())
-    known = {f.name for f in dataclasses.fields(LLMSettings)}
-    llm = LLMSettings(**{k: v for k, v in config["llm"].items() if k in known})
-    extraction = {k: config["llm_entities"][k] for k in ("chunk_words", "max_chunks", "max_tokens")}
-    if max_tokens:
-        extraction["max_tokens"] = max_tokens
-    return llm, ExtractionSettings(**extraction)
+    from emerge_ehr.settings import complete
+
+    config = complete(yaml.safe_load(config_path.read_text()))
+    extraction = ExtractionSettings.from_config(config, **({"max_tokens": max_tokens} if max_tokens else {}))
+    return LLMSettings.from_config(config), extraction
 
 
 def first_attempts(requests, backend, cache, settings) -> list[tuple[str, int]]:

@@ -28,6 +28,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from emerge_ehr.settings import schema_defaults  # noqa: E402
+
+DEFAULTS = schema_defaults()
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -46,7 +49,7 @@ def extraction_prompts(n: int, workdir: Path, max_tokens: int | None = None):
     if not (root / "synthetic_manifest.json").exists():
         generate(root, "mimic4", n_patients=max(50, n // 2), seed=3)
     notes = pl.concat([pl.read_csv(p, columns=["note_id", "text"]) for p in sorted(root.rglob("note/*.csv.gz"))])
-    settings = ExtractionSettings(max_tokens=max_tokens) if max_tokens else ExtractionSettings()
+    settings = ExtractionSettings.from_config(DEFAULTS, **({"max_tokens": max_tokens} if max_tokens else {}))
     requests, _ = extraction_requests(notes.head(n * 2), settings, 2048)
     if len(requests) < n:
         raise SystemExit(f"only {len(requests)} prompts in the synthetic notes; ask for fewer")
@@ -60,7 +63,7 @@ def measure(args) -> dict:
 
     requests = extraction_prompts(args.prompts, Path(args.workdir), args.max_tokens)
     dtype, _ = choose_format(args.dtype, llm_device())
-    settings = LLMSettings(model=str(args.model), dtype=args.dtype, batch_size=args.batch_size,
+    settings = LLMSettings.from_config(DEFAULTS, model=str(args.model), dtype=args.dtype, batch_size=args.batch_size,
                            compile=args.compile, workdir=str(Path(args.workdir) / "runtime"))
     started = time.perf_counter()
     if args.mode == "raw":

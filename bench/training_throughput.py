@@ -23,6 +23,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 from emerge_ehr.model.classic import CLASSIC_MODELS, train_classic  # noqa: E402
 from emerge_ehr.model.train import TrainSettings, train  # noqa: E402
+from emerge_ehr.settings import schema_defaults  # noqa: E402
+
+DEFAULTS = schema_defaults()
 
 NEURAL = ("gru", "lstm", "transformer", "note_only", "summary_only", "ts_note", "ts_summary", "emerge_concat",
           "emerge")
@@ -59,7 +62,7 @@ def main(argv=None) -> None:
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for model in NEURAL:
-            settings = TrainSettings(model=model, max_epochs=args.epochs, patience=args.epochs + 1, device="cpu")
+            settings = TrainSettings.from_config(DEFAULTS, model=model, seed=0, max_epochs=args.epochs, patience=args.epochs + 1, device="cpu")
             summary = train(inputs, labels, splits, ids, settings, Path(tmp) / model)
             rate = summary["stays_per_second"]
             print(f"| {model} | {rate:,.0f} | {summary['train_stays'] / rate:.2f} |")

@@ -8,10 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from emerge_ehr.settings import schema_defaults
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 MIMIC4_DEMO = SHARED_DATA / "mimic-iv-demo-2.2"
 VARIABLES_YAML = REPO / "config" / "variables.yaml"
+# The configuration of the schema's defaults: the one source of every default, for settings built in unit tests
+DEFAULTS = schema_defaults()
+
+
+def train_settings(model: str = "gru", seed: int = 0, **values):
+    """Training settings of the schema's defaults for ``model`` (the GRU unless named) and ``seed``."""
+    from emerge_ehr.model.train_settings import TrainSettings
+
+    return TrainSettings.from_config(DEFAULTS, model=model, seed=seed, **values)
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ import pytest
 from emerge_ehr.data.cohort import CohortSettings, build_cohort
 from emerge_ehr.data.tables import InputError
 
+from conftest import DEFAULTS
+
 T0 = dt.datetime(2150, 1, 1, 8, 0)
 
 
@@ -78,7 +80,7 @@ def tables():
     return icustays, admissions, patients
 
 
-def run(settings: CohortSettings = CohortSettings()) -> tuple[pl.DataFrame, dict]:
+def run(settings: CohortSettings = CohortSettings.from_config(DEFAULTS)) -> tuple[pl.DataFrame, dict]:
     icustays, admissions, patients = tables()
     with_events = icustays.select("stay_id").lazy()
     return build_cohort(icustays.lazy(), admissions.lazy(), patients.lazy(), with_events, settings)
@@ -104,7 +106,7 @@ def test_mortality_and_icu_readmission_labels():
 
 
 def test_hospital_readmission_definition():
-    cohort, meta = run(CohortSettings(readmission_definition="hospital"))
+    cohort, meta = run(CohortSettings.from_config(DEFAULTS, readmission_definition="hospital"))
     labels = dict(cohort.select("stay_id", "readmission").iter_rows())
     # 300 discharged d(4), next admission d(33): 29 days -> 1; 400 discharged d(5), next d(34): 29 days -> 1;
     # 200 dies after discharge but is never readmitted -> 0; 700 died in hospital -> not at risk (null).
@@ -113,14 +115,14 @@ def test_hospital_readmission_definition():
 
 
 def test_readmission_window_is_inclusive_at_30_days():
-    cohort, _ = run(CohortSettings(readmission_window_days=29.99))
+    cohort, _ = run(CohortSettings.from_config(DEFAULTS, readmission_window_days=29.99))
     assert dict(cohort.select("stay_id", "readmission").iter_rows())[300] == 0
 
 
 def test_split_is_by_patient_and_seeded():
     icustays, admissions, patients = tables()
-    cohort_a, _ = run(CohortSettings(split_seed=1))
-    cohort_b, _ = run(CohortSettings(split_seed=1))
+    cohort_a, _ = run(CohortSettings.from_config(DEFAULTS, split_seed=1))
+    cohort_b, _ = run(CohortSettings.from_config(DEFAULTS, split_seed=1))
     assert cohort_a.get_column("split").to_list() == cohort_b.get_column("split").to_list()
     per_patient = cohort_a.group_by("subject_id").agg(pl.col("split").n_unique())
     assert per_patient.get_column("split").max() == 1
@@ -134,7 +136,7 @@ def test_age_from_mimic3_date_of_birth_is_capped():
         dob=pl.lit(dt.datetime(1850, 1, 1)),  # MIMIC-III shifts patients over 89 by 300 years
     )
     cohort, _ = build_cohort(icustays.lazy(), admissions.lazy(), shifted.lazy(), icustays.select("stay_id").lazy(),
-                             CohortSettings())
+                             CohortSettings.from_config(DEFAULTS))
     assert cohort.get_column("age").max() == 91.0
 
 
@@ -144,4 +146,4 @@ def test_age_from_mimic3_date_of_birth_is_capped():
 )
 def test_bad_settings_name_the_setting(kwargs, setting):
     with pytest.raises(InputError, match=setting):
-        CohortSettings(**kwargs)
+        CohortSettings.from_config(DEFAULTS, **kwargs)

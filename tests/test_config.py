@@ -52,3 +52,41 @@ def test_every_shipped_run_configuration_is_valid():
     assert {p.name for p in shipped} >= {"config.yaml", "evidence.yaml", "mimic4-full.yaml"}
     for path in shipped:
         validate(yaml.safe_load(path.read_text()), str(SCHEMA))
+
+
+def test_settings_classes_have_no_defaults_of_their_own_and_build_from_the_schemas():
+    """One source of defaults: every settings class the workflow builds from the configuration takes each value
+    from it (its fields have no defaults), and builds from the schema's defaults alone."""
+    from dataclasses import MISSING, fields
+
+    from emerge_ehr.data.cohort import CohortSettings
+    from emerge_ehr.kg.align import AlignSettings
+    from emerge_ehr.kg.index import IndexSettings
+    from emerge_ehr.kg.retrieve import RetrieveSettings
+    from emerge_ehr.llm.backends import LLMSettings
+    from emerge_ehr.llm.extract import ExtractionSettings
+    from emerge_ehr.llm.summarize import SummarySettings
+    from emerge_ehr.model.train_settings import TrainSettings
+    from emerge_ehr.settings import schema_defaults
+    from emerge_ehr.text.encoder import EncoderSettings
+
+    config = schema_defaults()
+    classes = [CohortSettings, AlignSettings, IndexSettings, RetrieveSettings, LLMSettings, ExtractionSettings,
+               SummarySettings, EncoderSettings]
+    for cls in [*classes, TrainSettings]:
+        assert [f.name for f in fields(cls) if f.default is not MISSING or f.default_factory is not MISSING] == [], cls
+    built = {cls.__name__: cls.from_config(config) for cls in classes}
+    assert built["AlignSettings"].threshold == 0.8 and built["SummarySettings"].max_tokens == 96
+    assert built["SummarySettings"].max_summary_chars == 300 and built["CohortSettings"].split_seed == 42
+    assert TrainSettings.from_config(config, model="gru", seed=0).text_dropout == 0.25
+
+
+def test_a_models_own_settings_take_the_rest_from_the_default_entry_not_from_the_schema():
+    from emerge_ehr.model.train_settings import TrainSettings
+    from emerge_ehr.settings import complete
+
+    config = complete({"datasets": {"demo": {"kind": "synthetic"}},
+                       "model_settings": {"default": {"dropout": 0.1}, "gru": {"hidden_size": 64}}})
+    gru = TrainSettings.from_config(config, model="gru", seed=0)
+    assert (gru.hidden_size, gru.dropout) == (64, 0.1)  # the user's default dropout, not the schema's 0.25
+    assert TrainSettings.from_config(config, model="lstm", seed=0).hidden_size == 128

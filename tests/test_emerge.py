@@ -14,6 +14,8 @@ from emerge_ehr.model.registry import build_model
 from emerge_ehr.model.train import TrainSettings, train
 from emerge_ehr.model.variants import JOINT_MODELS, NEURAL_MODELS, VARIANTS
 
+from conftest import train_settings
+
 
 def batch(n=3, k=4, d=16, with_notes=(True, False, True), node_counts=(3, 0, 1), max_nodes=5):
     torch.manual_seed(0)
@@ -171,8 +173,8 @@ def test_staged_training_fits_the_gru_baseline_first_then_only_the_text_against_
         inputs["summary"], inputs["knowledge"] = inputs["knowledge"], inputs["summary"]
     splits = np.array(["train"] * 200 + ["val"] * 50 + ["test"] * 50)
     common = dict(hidden_size=16, max_epochs=12, patience=4, batch_size=32, device="cpu")
-    gru = train(inputs, y, splits, np.arange(n), TrainSettings(model="gru", **common), tmp_path / "gru")
-    staged = train(inputs, y, splits, np.arange(n), TrainSettings(model=name, **common), tmp_path / "staged")
+    gru = train(inputs, y, splits, np.arange(n), train_settings(model="gru", **common), tmp_path / "gru")
+    staged = train(inputs, y, splits, np.arange(n), train_settings(model=name, **common), tmp_path / "staged")
     gru_weights = torch.load(tmp_path / "gru/model.pt")["state_dict"]
     staged_weights = torch.load(tmp_path / "staged/model.pt")["state_dict"]
     for key, weight in gru_weights.items():
@@ -235,7 +237,7 @@ def test_emerge_training_is_deterministic_and_uses_the_text(tmp_path):
               "summary": summary, "summary_mask": np.ones(n, bool)}
     splits = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
     for schedule in ("staged", "joint"):
-        settings = TrainSettings(model="emerge", hidden_size=16, max_epochs=8, patience=4, batch_size=32,
+        settings = train_settings(model="emerge", hidden_size=16, max_epochs=8, patience=4, batch_size=32,
                                  device="cpu", schedule=schedule)
         a = train(inputs, y, splits, np.arange(n), settings, tmp_path / schedule / "a")
         b = train(inputs, y, splits, np.arange(n), settings, tmp_path / schedule / "b")
@@ -256,7 +258,7 @@ def test_node_models_train_and_read_the_node_tokens(tmp_path, name):
               "summary_mask": np.ones(n, bool), "knowledge": rng.normal(size=(n, d)).astype(np.float32),
               "knowledge_mask": np.ones(n, bool), "nodes": nodes, "nodes_mask": nodes_mask}
     splits = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
-    settings = TrainSettings(model=name, hidden_size=16, max_epochs=16, patience=8, batch_size=32, device="cpu")
+    settings = train_settings(model=name, hidden_size=16, max_epochs=16, patience=8, batch_size=32, device="cpu")
     a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
     assert a["val_auprc"] > 0.8
     assert train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")["val_auprc"] == a["val_auprc"]
@@ -274,7 +276,7 @@ def test_knowledge_models_train_and_read_the_knowledge_text_not_the_summary(tmp_
               "summary_mask": np.ones(n, bool), "knowledge": knowledge, "knowledge_mask": np.ones(n, bool)}
     splits = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
     # 16 epochs: the late-fusion model learns one linear score per token, slower than the attention models
-    settings = TrainSettings(model=name, hidden_size=16, max_epochs=16, patience=8, batch_size=32, device="cpu")
+    settings = train_settings(model=name, hidden_size=16, max_epochs=16, patience=8, batch_size=32, device="cpu")
     a = train(inputs, y, splits, np.arange(n), settings, tmp_path / "a")
     assert a["val_auprc"] > 0.8
     assert train(inputs, y, splits, np.arange(n), settings, tmp_path / "b")["val_auprc"] == a["val_auprc"]

@@ -15,7 +15,9 @@ import torch
 from emerge_ehr import report_stages
 from emerge_ehr.evaluate.explain import attribute, explain_rows
 from emerge_ehr.model.registry import build_model
-from emerge_ehr.model.train import TrainSettings, train
+from emerge_ehr.model.train import train
+
+from conftest import train_settings
 
 D, STAYS = 8, 48
 
@@ -80,7 +82,7 @@ def _trained_run(tmp_path, model, with_notes=True):
     splits = np.array(["train"] * 30 + ["val"] * 8 + ["test"] * 10)
     stay_ids = np.arange(100, 100 + STAYS)
     run = tmp_path / "models" / "mortality" / model / "seed0"
-    train(inputs, labels, splits, stay_ids, TrainSettings(model=model, hidden_size=16, max_epochs=2, patience=1),
+    train(inputs, labels, splits, stay_ids, train_settings(model=model, hidden_size=16, max_epochs=2, patience=1),
           run)
     np.save(tmp_path / "features.npy", inputs["series"])
     np.savez(tmp_path / "embeddings.npz", **{k: v for k, v in inputs.items() if k != "series"})
@@ -104,7 +106,7 @@ def test_the_stage_explains_each_test_stay_of_a_trained_model(tmp_path):
 
 
 def test_case_studies_quote_notes_only_when_allowed_and_logs_never(tmp_path, caplog):
-    part = _trained_run(tmp_path, "emerge_late")
+    part = _trained_run(tmp_path, "emerge_joint")  # trained jointly: it reads its notes, whatever they tell
     report_stages.explain([part], "mortality", 16, str(tmp_path / "explained.parquet"))
     secret = "patient reports crushing substernal chest pain radiating to the jaw"
     pl.DataFrame({"stay_id": np.arange(100, 100 + STAYS), "note_id": "n", "charttime": 0, "text": secret,
@@ -116,7 +118,7 @@ def test_case_studies_quote_notes_only_when_allowed_and_logs_never(tmp_path, cap
     chunking = {"chunk_words": 150, "max_chunks": 3}
     with caplog.at_level(logging.DEBUG):
         for show, out in ((False, "hidden.md"), (True, "shown.md")):
-            report_stages.explanation_report({"emerge_late": str(tmp_path / "explained.parquet")},
+            report_stages.explanation_report({"emerge_joint": str(tmp_path / "explained.parquet")},
                                       [str(tmp_path / "context.parquet")], str(tmp_path / "notes.parquet"),
                                       "mortality", settings | {"show_note_text": show}, chunking, str(tmp_path / out),
                                           str(tmp_path / f"{out}.png"))

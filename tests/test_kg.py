@@ -16,6 +16,8 @@ from emerge_ehr.kg.download import download_primekg
 from emerge_ehr.kg.primekg import build_primekg
 from emerge_ehr.kg.schema import EDGE_SCHEMA, NODE_SCHEMA, KGError, load_kg, validate_kg
 
+from conftest import DEFAULTS
+
 
 def _node(nodes: pl.DataFrame, node_id: str) -> dict:
     rows = nodes.filter(pl.col("id") == node_id).to_dicts()
@@ -262,8 +264,8 @@ def test_ranked_triples_put_the_stays_own_nodes_then_clinical_specific_relations
     ]
     assert triples.equals(rank_triples(edges, ranked, 3))
     # `random` keeps the paper's seeded sample per node, the same for every stay that matches the node.
-    sampled = stay_triples(edges, ranked, RetrieveSettings(max_triples=3, triples="random", seed=0))
+    sampled = stay_triples(edges, ranked, RetrieveSettings.from_config(DEFAULTS, max_triples=3, triples="random", seed=0))
     expected = sample_triples(edges, [heart_failure], 3, seed=0).get_column("triple").to_list()
     assert sampled.filter(pl.col("stay_id") == 2).sort("position").get_column("triple").to_list() == expected
     with pytest.raises(ValueError, match="retrieve.triples"):
-        RetrieveSettings(triples="best")
+        RetrieveSettings.from_config(DEFAULTS, triples="best")

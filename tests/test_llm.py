@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import polars as pl
@@ -28,7 +29,7 @@ from emerge_ehr.llm.runner import parse_answer, run
 from emerge_ehr.llm.summarize import NOTHING_FOUND, SummarySettings, summaries_table, summary_requests
 from emerge_ehr.text.lexicon import ENTITY_SCHEMA, load_abbreviations, normalise
 
-from conftest import REPO
+from conftest import DEFAULTS, REPO
 
 ABBREVIATIONS = load_abbreviations(REPO / "config" / "abbreviations.yaml")
 
@@ -72,7 +73,7 @@ def test_text_around_the_json_is_tolerated():
 
 def test_bad_answers_are_retried_then_recorded_not_raised(tmp_path):
     backend = ScriptedBackend(['{"entities": ["CHF"]}', "oops", "", '{"entities": [', "nope"])
-    settings = LLMSettings(max_attempts=3)
+    settings = LLMSettings.from_config(DEFAULTS, max_attempts=3)
     cache = AnswerCache(tmp_path / "answers", writer="test")
     results, stats = run([request("a"), request("b")], backend, cache, settings, "test")
     assert results[0].value == {"entities": ["CHF"]} and results[0].attempts == 1
@@ -81,7 +82,7 @@ def test_bad_answers_are_retried_then_recorded_not_raised(tmp_path):
 
 
 def test_cache_answers_reruns_without_calls_and_new_prompts_only(tmp_path):
-    settings = LLMSettings()
+    settings = LLMSettings.from_config(DEFAULTS, batch_size=1)  # a batch per prompt
     cache = AnswerCache(tmp_path / "answers", writer="test")
     first = ScriptedBackend(['{"entities": ["CHF"]}', '{"entities": []}'])
     run([request("a"), request("b")], first, cache, settings, "test")
@@ -91,6 +92,41 @@ def test_cache_answers_reruns_without_calls_and_new_prompts_only(tmp_path):
     assert [r.value["entities"] for r in results] == [["CHF"], [], ["AKI"]]
     raw = b"".join(p.read_bytes() for p in (tmp_path / "answers").iterdir())
     assert raw and b'"a"' not in raw  # prompts are hashed into keys, not stored
+
+
+class RecordingBackend:
+    """Answers every prompt with its own text, and records the prompts of each engine call."""
+
+    identity = "recording"
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def generate(self, requests: list[Request], progress=None) -> list[Answer]:
+        self.batches.append([r.messages[0]["content"] for r in requests])
+        return [Answer(json.dumps({"entities": [r.messages[0]["content"]]}), 3) for r in requests]
+
+
+def test_engine_batches_do_not_depend_on_what_the_cache_holds(tmp_path):
+    """A job resumed after a kill, or run beside answers other jobs cached, sends the engine the batches of an
+    uninterrupted run from an empty cache (only those it still needs), each whole; a new prompt joins one batch."""
+    settings = LLMSettings.from_config(DEFAULTS, batch_size=4)
+    prompts = [request(f"note {i}") for i in range(40)]
+    fresh = RecordingBackend()
+    with AnswerCache(tmp_path / "fresh", writer="a") as cache:
+        run(prompts, fresh, cache, settings, "test")
+    assert len(fresh.batches) > 3 and sorted(sum(fresh.batches, [])) == sorted(f"note {i}" for i in range(40))
+    partial = AnswerCache(tmp_path / "partial", writer="b")
+    run(prompts[::3], RecordingBackend(), partial, settings, "test")  # some answers cached, in other batches
+    resumed = RecordingBackend()
+    results, _ = run(prompts, resumed, partial, settings, "test")
+    assert resumed.batches and all(batch in fresh.batches for batch in resumed.batches)
+    assert [r.value for r in results] == [{"entities": [f"note {i}"]} for i in range(40)]
+    grown = RecordingBackend()
+    run(prompts[:20] + [request("a new stay")] + prompts[20:], grown, AnswerCache(tmp_path / "fresh", writer="c"),
+        settings, "test")
+    (changed,) = grown.batches  # the new prompt's batch, and nothing else
+    assert "a new stay" in changed and len(changed) > 1
 
 
 def fake_hardware(monkeypatch, cuda: bool, cuda_bf16: bool = False, avx512_bf16: bool = False, amx: bool = False):
@@ -112,16 +148,16 @@ def fake_hardware(monkeypatch, cuda: bool, cuda_bf16: bool = False, avx512_bf16:
 def test_llm_dtype_auto_follows_the_hardware(monkeypatch, tmp_path, caplog, hardware, expected):
     fake_hardware(monkeypatch, **hardware)
     caplog.set_level("INFO")
-    backend = make_backend(LLMSettings(model=str(tmp_path)))
-    assert backend.dtype == expected and backend.identity.endswith(f":{expected}")
+    backend = make_backend(LLMSettings.from_config(DEFAULTS, model=str(tmp_path)))
+    assert backend.dtype == expected and f":{expected}" in backend.identity
     assert f"in {expected}: " in caplog.text  # the choice and its reason are logged
-    forced = make_backend(LLMSettings(model=str(tmp_path), dtype="bfloat16"))
+    forced = make_backend(LLMSettings.from_config(DEFAULTS, model=str(tmp_path), dtype="bfloat16"))
     assert forced.dtype == "bfloat16"
 
 
 def test_llm_dtype_is_validated():
     with pytest.raises(ValueError, match="llm.dtype"):
-        LLMSettings(dtype="int4")
+        LLMSettings.from_config(DEFAULTS, dtype="int4")
 
 
 def test_a_new_number_format_or_engine_version_asks_the_model_again(monkeypatch, tmp_path):
@@ -147,8 +183,10 @@ def test_a_new_number_format_or_engine_version_asks_the_model_again(monkeypatch,
 
     def stage(**llm) -> int:
         before = len(calls)
-        llm_entities(str(notes), str(REPO / "config" / "abbreviations.yaml"), 0, 1, {"model": str(model), **llm},
-                     {}, str(tmp_path / "cache"), str(tmp_path / "entities.parquet"), str(tmp_path / "stats.json"))
+        llm_entities(str(notes), str(REPO / "config" / "abbreviations.yaml"), 0, 1,
+                     asdict(LLMSettings.from_config(DEFAULTS, model=str(model), **llm)),
+                     asdict(ExtractionSettings.from_config(DEFAULTS)), str(tmp_path / "cache"),
+                     str(tmp_path / "entities.parquet"), str(tmp_path / "stats.json"))
         return sum(calls[before:])
 
     assert stage(dtype="float32") == 2
@@ -198,31 +236,35 @@ def test_vllm_progress_bar_counts_finished_prompts_only():
 def test_engine_options_per_device(tmp_path, compile_model):
     from emerge_ehr.llm.backends import CPU_KV_BLOCK, engine_options
 
-    settings = LLMSettings(workdir=str(tmp_path), compile=compile_model, kv_cache_gb=3)
+    settings = LLMSettings.from_config(DEFAULTS, workdir=str(tmp_path), compile=compile_model, kv_cache_gb=3)
     cpu, env = engine_options(settings, "cpu")
     assert cpu == {"enforce_eager": not compile_model, "block_size": CPU_KV_BLOCK}
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "3" and env["TORCHINDUCTOR_CACHE_DIR"].startswith(str(tmp_path))
+    assert "VLLM_BATCH_INVARIANT" not in env  # a CPU engine has no batch-invariant kernels: fixed batches instead
     gpu, env = engine_options(settings, "cuda")
     assert gpu == {"gpu_memory_utilization": settings.gpu_memory_utilization} and "VLLM_CPU_KVCACHE_SPACE" not in env
+    assert env["VLLM_BATCH_INVARIANT"] == "1"
+    _, env = engine_options(LLMSettings.from_config(DEFAULTS, batch_invariant=False), "cuda")
+    assert "VLLM_BATCH_INVARIANT" not in env
 
 
 def test_the_runner_reports_progress_of_backends_that_do_not(tmp_path, caplog):
     caplog.set_level("INFO")
     backend = ScriptedBackend(['{"entities": []}'] * 3)
-    run([request("a"), request("b"), request("c")], backend, AnswerCache(tmp_path / "a", writer="test"), LLMSettings(), "test")
-    assert "test, attempt 1: 3 of 3 uncached prompts" in caplog.text
+    run([request("a"), request("b"), request("c")], backend, AnswerCache(tmp_path / "a", writer="test"), LLMSettings.from_config(DEFAULTS), "test")
+    assert "test, attempt 1: 3 of 3 prompts to answer" in caplog.text
 
 
 def test_remote_hosts_are_refused_unless_allowed():
     with pytest.raises(ValueError, match="not a loopback address"):
-        OpenAIBackend(LLMSettings(backend="openai", base_url="http://192.0.2.10:8000/v1"))
-    assert OpenAIBackend(LLMSettings(backend="openai", base_url="http://192.0.2.10:8000/v1", allow_remote=True))
+        OpenAIBackend(LLMSettings.from_config(DEFAULTS, backend="openai", base_url="http://192.0.2.10:8000/v1"))
+    assert OpenAIBackend(LLMSettings.from_config(DEFAULTS, backend="openai", base_url="http://192.0.2.10:8000/v1", allow_remote=True))
     assert is_loopback("http://127.0.0.1:8000/v1") and is_loopback("http://localhost:9/v1")
     assert not is_loopback("http://example.invalid/v1")
 
 
 def test_long_notes_are_chunked_within_the_context():
-    settings = ExtractionSettings(chunk_words=2000, max_chunks=4)
+    settings = ExtractionSettings.from_config(DEFAULTS, chunk_words=2000, max_chunks=4)
     size = words_per_chunk(settings, max_model_len=2048)
     assert 300 < size < 2000  # a 2,048-token model cannot take 2,000 words
     notes = pl.DataFrame({"stay_id": [1, 2], "note_id": ["long", "short"], "text": [" ".join(["word"] * 10_000), "CHF."]})
@@ -287,7 +329,7 @@ def test_chunks_too_dense_for_the_word_estimate_are_split_to_fit_the_context():
     """Lab tables run to 7 tokens a word: a chunk of words sized for 1.5 would overflow the context."""
     labs = " ".join(f"WBC-{i}.2* Hgb-9.{i}*" for i in range(3000))
     notes = pl.DataFrame({"stay_id": [1], "note_id": ["labs"], "text": [labs + " " + "x" * 50_000]})
-    settings = ExtractionSettings(max_chunks=4)
+    settings = ExtractionSettings.from_config(DEFAULTS, max_chunks=4)
 
     def prompt_tokens(messages: list[dict]) -> int:  # about 4 tokens a lab value, as a BPE tokenizer counts them
         return 300 + 4 * len(messages[-1]["content"].split())
@@ -313,11 +355,12 @@ def test_empty_and_blank_notes_make_no_requests_and_no_engine_start(monkeypatch,
     model.mkdir()
     (model / "config.json").write_text("{}")
     notes = pl.DataFrame({"stay_id": [1, 2, 3], "note_id": ["empty", "blank", "null"], "text": ["", " \n\t  \n", None]})
-    assert extraction_requests(notes, ExtractionSettings(), 2048) == ([], [])
+    assert extraction_requests(notes, ExtractionSettings.from_config(DEFAULTS), 2048) == ([], [])
     notes.write_parquet(tmp_path / "notes.parquet")
     llm_entities(str(tmp_path / "notes.parquet"), str(REPO / "config" / "abbreviations.yaml"), 0, 1,
-                 {"model": str(model)}, {}, str(tmp_path / "cache"), str(tmp_path / "entities.parquet"),
-                 str(tmp_path / "stats.json"))
+                 asdict(LLMSettings.from_config(DEFAULTS, model=str(model))),
+                 asdict(ExtractionSettings.from_config(DEFAULTS)), str(tmp_path / "cache"),
+                 str(tmp_path / "entities.parquet"), str(tmp_path / "stats.json"))
     assert pl.read_parquet(tmp_path / "entities.parquet").is_empty()
     assert json.loads((tmp_path / "stats.json").read_text())["prompts"] == 0
 
@@ -328,7 +371,7 @@ def test_stays_without_knowledge_get_a_summary_without_a_call():
         "abnormal_features": [["heart rate too high"], []], "node_indices": [[3], []], "node_names": [["Sepsis"], []],
         "definitions": ["Sepsis: infection with organ dysfunction.", ""], "triples": ["(Sepsis, phenotype present, Fever)", ""],
     })
-    requests, prompts = summary_requests(context, SummarySettings())
+    requests, prompts = summary_requests(context, SummarySettings.from_config(DEFAULTS))
     assert len(requests) == 1 and prompts[1]["messages"] is None
     content = requests[0].messages[-1]["content"]
     for section in ("Potential abnormal features", "Possible diseases", "Definitions and descriptions",
@@ -367,11 +410,11 @@ def vllm_available() -> None:
 @pytest.mark.slow
 def test_vllm_engine_answers_schema_valid_json(model_dir, tmp_path):
     vllm_available()
-    settings = LLMSettings(model=str(model_dir), workdir=str(tmp_path / "runtime"))
+    settings = LLMSettings.from_config(DEFAULTS, model=str(model_dir), workdir=str(tmp_path / "runtime"))
     notes = pl.DataFrame({"stay_id": [1, 2, 3], "note_id": ["a", "b", "c"], "text": [
         "Elderly man with COPD exacerbation and atrial fibrillation.", "CXR: bilateral pneumonia.",
         "History of cirrhosis with ascites; no evidence of bleeding."]})
-    requests, _ = extraction_requests(notes, ExtractionSettings(), settings.max_model_len)
+    requests, _ = extraction_requests(notes, ExtractionSettings.from_config(DEFAULTS), settings.max_model_len)
     cache = AnswerCache(tmp_path / "answers", writer="test")
     backend = make_backend(settings)
     results, stats = run(requests, backend, cache, settings, "test")
@@ -408,7 +451,8 @@ def entity_stage(model_dir: Path, tmp_path: Path, texts: list[str]) -> tuple[pl.
     pl.DataFrame({"stay_id": list(range(len(texts))), "note_id": [f"n{i}" for i in range(len(texts))],
                   "text": texts}).write_parquet(notes)
     llm_entities(str(notes), str(REPO / "config" / "abbreviations.yaml"), 0, 1,
-                 {"model": str(model_dir), "workdir": str(tmp_path / "runtime")}, {}, str(tmp_path / "cache"),
+                 asdict(LLMSettings.from_config(DEFAULTS, model=str(model_dir), workdir=str(tmp_path / "runtime"))),
+                 asdict(ExtractionSettings.from_config(DEFAULTS)), str(tmp_path / "cache"),
                  str(tmp_path / "entities.parquet"), str(tmp_path / "stats.json"))
     answers = []
     for segment in (tmp_path / "cache" / "llm-answers").glob("*.sqlite"):  # the stage's sealed segment
@@ -456,7 +500,7 @@ def test_a_240_kb_note_is_chunked_within_the_context_and_never_crashes_the_stage
 
     vllm_available()
     text = huge_note(240)
-    settings, extraction = LLMSettings(model=str(model_dir)), ExtractionSettings()
+    settings, extraction = LLMSettings.from_config(DEFAULTS, model=str(model_dir)), ExtractionSettings.from_config(DEFAULTS)
     notes = pl.DataFrame({"stay_id": [0], "note_id": ["n0"], "text": [text]})
     count = prompt_length(settings)
     size = words_per_chunk(extraction, settings.max_model_len)
@@ -474,20 +518,23 @@ def test_a_240_kb_note_is_chunked_within_the_context_and_never_crashes_the_stage
 
 
 RESUME_SCRIPT = """
-import sys, polars as pl
+import json, sys, polars as pl
 sys.path.insert(0, {src!r})
 from emerge_ehr.llm.backends import LLMSettings, make_backend
 from emerge_ehr.llm.cache import AnswerCache
 from emerge_ehr.llm.extract import ExtractionSettings, extraction_requests
 from emerge_ehr.llm.runner import run
-settings = LLMSettings(model={model!r}, workdir={runtime!r}, batch_size=2)
+from emerge_ehr.settings import schema_defaults
+DEFAULTS = schema_defaults()
+settings = LLMSettings.from_config(DEFAULTS, model={model!r}, workdir={runtime!r}, batch_size=2)
 notes = pl.DataFrame({{"stay_id": list(range(12)), "note_id": [str(i) for i in range(12)],
                       "text": [f"Patient {{i}} with pneumonia and CHF." for i in range(12)]}})
-requests, _ = extraction_requests(notes, ExtractionSettings(), 2048)
+requests, _ = extraction_requests(notes, ExtractionSettings.from_config(DEFAULTS), 2048)
 cache = AnswerCache({cache!r}, writer="resume")
 results, stats = run(requests, make_backend(settings), cache, settings, "resume")
 cache.close()
 print("CALLS", stats.calls, "HITS", stats.cache_hits)
+print("RESULTS", json.dumps([r.value for r in results]))
 """
 
 
@@ -525,8 +572,15 @@ def test_a_killed_run_resumes_without_repeating_finished_calls(model_dir, tmp_pa
     words = finished.stdout.split()
     calls, hits = int(words[words.index("CALLS") + 1]), int(words[words.index("HITS") + 1])
     stored = cached_answers(cache, "*.sqlite")
-    assert [p.name.endswith(".open.sqlite") for p in cache.iterdir()] == [False]  # resumed, then sealed
-    assert stored == done + calls  # and no prompt was answered twice
+    # the killed run's segment sealed as it stood, the rerun's own sealed when it ended
+    assert [p.name.endswith(".open.sqlite") for p in cache.iterdir()] == [False, False]
+    assert stored == done + calls and hits == done  # and no prompt was answered twice
+    # the same answers as a run that was never interrupted: its batches are the same, whatever the cache held
+    whole = RESUME_SCRIPT.format(src=str(REPO / "src"), model=str(model_dir), runtime=str(tmp_path / "rt"),
+                                 cache=str(tmp_path / "uninterrupted"))
+    uninterrupted = subprocess.run([sys.executable, "-c", whole], capture_output=True, text=True, timeout=600)
+    results = [line for line in finished.stdout.splitlines() if line.startswith("RESULTS")]
+    assert results == [line for line in uninterrupted.stdout.splitlines() if line.startswith("RESULTS")]
 
 
 def free_port() -> int:
@@ -558,7 +612,7 @@ def test_openai_backend_against_a_real_vllm_server_on_loopback(model_dir, tmp_pa
                     break
             except OSError:
                 time.sleep(2)
-        settings = LLMSettings(backend="openai", model="smollm2", base_url=f"http://127.0.0.1:{port}/v1", concurrency=2)
+        settings = LLMSettings.from_config(DEFAULTS, backend="openai", model="smollm2", base_url=f"http://127.0.0.1:{port}/v1", concurrency=2)
         backend = make_backend(settings)
         requests = [request(f"Note: patient with pneumonia number {i}.") for i in range(3)]
         results, stats = run(requests, backend, AnswerCache(tmp_path / "answers", writer="test"), settings, "serve")
@@ -574,7 +628,7 @@ def test_openai_backend_against_a_real_vllm_server_on_loopback(model_dir, tmp_pa
 
 @pytest.mark.slow
 def test_transformers_backend_validates_and_retries(model_dir, tmp_path):
-    settings = LLMSettings(backend="transformers", model=str(model_dir), max_attempts=2)
+    settings = LLMSettings.from_config(DEFAULTS, backend="transformers", model=str(model_dir), max_attempts=2)
     requests = [Request(
         [{"role": "user", "content": 'Answer only with JSON {"entities": [...]}: diseases in "CHF and pneumonia".'}],
         ENTITY_ANSWER_SCHEMA, 48,

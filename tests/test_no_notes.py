@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 
 import numpy as np
 import polars as pl
@@ -21,7 +22,7 @@ from emerge_ehr.model.train import HISTORY_SCHEMA, PREDICTION_SCHEMA
 from emerge_ehr.kg.retrieve import CONTEXT_SCHEMA
 from emerge_ehr.text.embed import EMBEDDING_ARRAYS, node_lines, note_chunks, text_arrays
 
-from conftest import REPO
+from conftest import DEFAULTS, REPO, train_settings
 from workflow_helpers import load_config, planned_rules, snakemake
 
 N_STAYS, DIM, SLOTS, NODES = 120, 8, 2, 3
@@ -58,8 +59,8 @@ def _embeddings(tmp_path, stays_with_note: list[int], stays_with_summary: list[i
 
 
 def _train(tmp_path, model: str, embeddings: str | None, name: str | None = None) -> dict:
-    settings = {"model": model, "hidden_size": 8, "max_epochs": 2, "patience": 1, "batch_size": 64, "device": "cpu",
-                "seed": 0}
+    settings = asdict(train_settings(model=model, hidden_size=8, max_epochs=2, patience=1, batch_size=64,
+                                     device="cpu"))
     out = tmp_path / (name or model)
     stages.train(str(tmp_path / "features.npy"), embeddings, str(tmp_path / "cohort.parquet"), "mortality", settings,
                  out, threads=1)
@@ -138,6 +139,34 @@ def test_few_notes_train_normally_and_notes_outside_training_do_not_count(tmp_pa
     no_summary = _train(tmp_path, "emerge", _embeddings(tmp_path, [], []), "nothing")  # neither text it reads
     assert no_summary["skipped"] == ("no stay has a note usable for mortality; no stay has a non-empty summary for"
                                      " mortality")
+
+
+def test_a_model_reading_only_notes_is_n_a_on_a_dataset_without_notes_not_a_constant_auroc(tmp_path):
+    """External validation on a dataset without notes (the MIMIC-III demo): a notes-only model has nothing to
+    read there, so its tables say n/a and why, instead of an AUROC of 50 from one constant prediction."""
+    from emerge_ehr.evaluate.external import _cell
+    from emerge_ehr.report_stages import external_predictions
+
+    _cohort(tmp_path)
+    developed = _embeddings(tmp_path, list(range(N_STAYS)), list(range(N_STAYS)))
+    target = tmp_path / "target"
+    target.mkdir()
+    _cohort(target)
+    without_notes = _embeddings(target, [], list(range(N_STAYS)))
+    results = {}
+    for model in ("note_only", "ts_note"):
+        _train(tmp_path, model, developed)
+        out = target / "external" / model
+        external_predictions(str(tmp_path / model / "model.pt"), str(tmp_path / model / "summary.json"),
+                             str(target / "features.npy"), without_notes, str(target / "cohort.parquet"), "mortality",
+                             str(out))
+        results[model] = evaluate_predictions([str(out / "predictions.parquet")], "mortality", model, 50, 0.95, 0)
+    reason = f"the model reads notes only, and none of the {N_STAYS} stays has any"
+    assert results["note_only"]["not_applicable"] == reason and "metrics" not in results["note_only"]
+    assert pl.read_parquet(target / "external/note_only/predictions.parquet").height == 0
+    assert _cell(results["note_only"], "auroc") == f"n/a: {reason}"
+    # the series is there: a model reading it and notes is evaluated on every labelled stay
+    assert "not_applicable" not in results["ts_note"] and results["ts_note"]["test_stays"] == N_STAYS
 
 
 def _run(tmp_path, model: str, probabilities: np.ndarray | None, skipped: str | None = None,
@@ -254,10 +283,12 @@ def test_node_tokens_follow_the_cohort_order_and_the_rank_order():
 
 
 def test_llm_entities_of_no_notes_is_an_empty_table_without_calls(tmp_path):
+    from emerge_ehr.llm.backends import LLMSettings
     from emerge_ehr.llm.stages import llm_entities
 
     pl.DataFrame(schema=NOTE_SCHEMA).write_parquet(tmp_path / "notes.parquet")
-    llm = {"backend": "openai", "model": "unused", "base_url": "http://127.0.0.1:9/v1"}  # never contacted
+    llm = asdict(LLMSettings.from_config(DEFAULTS, backend="openai", model="unused",
+                                         base_url="http://127.0.0.1:9/v1"))  # never contacted
     llm_entities(str(tmp_path / "notes.parquet"), str(REPO / "config" / "abbreviations.yaml"), 0, 1, llm,
                  {"chunk_words": 100, "max_chunks": 2, "max_tokens": 32}, str(tmp_path), str(tmp_path / "e.parquet"),
                  str(tmp_path / "e.json"))

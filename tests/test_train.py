@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from emerge_ehr.model.sequence import SequenceClassifier
-from emerge_ehr.model.train import TrainSettings, resolve_device, train
+from emerge_ehr.model.train import resolve_device, train
+
+from conftest import train_settings
 
 
 def planted(n=300, seed=0):
@@ -28,7 +30,7 @@ def test_shapes_including_a_batch_of_one():
 
 def test_deterministic_given_a_seed_and_learns(tmp_path):
     x, y, splits, ids = planted()
-    settings = TrainSettings(hidden_size=16, max_epochs=15, patience=5, batch_size=32, seed=3, device="cpu")
+    settings = train_settings(hidden_size=16, max_epochs=15, patience=5, batch_size=32, seed=3, device="cpu")
     train(x, y, splits, ids, settings, tmp_path / "a")
     train(x, y, splits, ids, settings, tmp_path / "b")
     a = pl.read_parquet(tmp_path / "a/predictions.parquet")
@@ -38,7 +40,7 @@ def test_deterministic_given_a_seed_and_learns(tmp_path):
     from emerge_ehr.evaluate.metrics import auroc
 
     assert auroc(test["label"].to_numpy(), test["probability"].to_numpy()) > 0.75
-    other = train(x, y, splits, ids, TrainSettings(**{**settings.__dict__, "seed": 4}), tmp_path / "c")
+    other = train(x, y, splits, ids, train_settings(**{**settings.__dict__, "seed": 4}), tmp_path / "c")
     assert not a.equals(pl.read_parquet(tmp_path / "c/predictions.parquet"))
     assert other["epochs_run"] <= 15
     assert (tmp_path / "a/model.pt").exists() and (tmp_path / "a/history.csv").exists()
@@ -47,7 +49,7 @@ def test_deterministic_given_a_seed_and_learns(tmp_path):
 def test_unlabelled_stays_are_left_out(tmp_path):
     x, y, splits, ids = planted(120)
     y[:10] = np.nan
-    train(x, y, splits, ids, TrainSettings(hidden_size=8, max_epochs=2, device="cpu"), tmp_path)
+    train(x, y, splits, ids, train_settings(hidden_size=8, max_epochs=2, device="cpu"), tmp_path)
     predicted = pl.read_parquet(tmp_path / "predictions.parquet").get_column("stay_id")
     assert predicted.len() == int((splits != "train").sum())
 

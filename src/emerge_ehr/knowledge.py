@@ -63,9 +63,8 @@ def build_kg_index(nodes_path: str, out_dir: str | Path, encoder_settings: dict,
     if entries.height == 0:
         raise InputError(f"{nodes_path}: no nodes of the types {list(settings.node_types)} (setting kg_index.node_types)")
     encoder = _encoder(encoder_settings)
-    cache = _cache(cache_dir, encoder, str(out_dir))
-    vectors, _ = embed_cached(entries.get_column("text").to_list(), encoder, cache)
-    cache.close()
+    with _cache(cache_dir, encoder, str(out_dir)) as cache:
+        vectors, _ = embed_cached(entries.get_column("text").to_list(), encoder, cache)
     index = build_index(vectors, settings)
     save_index(index, entries, settings, {"model": encoder_settings["model"], "identity": encoder.identity,
                                           "dtype": encoder.dtype, "dimension": encoder.dimension}, out_dir)
@@ -138,9 +137,8 @@ def align(
             f" ({built['identity']}), not {encoder_settings['model']} in {encoder.dtype} ({encoder.identity}):"
             " rebuild it (snakemake --forcerun kg_index), or set text_encoder.dtype to the index's"
         )
-    cache = _cache(cache_dir, encoder, out)
-    vectors, stats = embed_cached(queries.get_column("entity").to_list(), encoder, cache)
-    cache.close()
+    with _cache(cache_dir, encoder, out) as cache:
+        vectors, stats = embed_cached(queries.get_column("entity").to_list(), encoder, cache)
     started = time.perf_counter()
     table = align_entities(queries, vectors, index, entries, pl.read_parquet(nodes_path), AlignSettings(**align_settings))
     write_parquet_atomically(table, out)
@@ -216,11 +214,8 @@ def embed_notes(notes_path: str, tasks: list[str], encoder_settings: dict, chunk
     texts = [text for task in tasks
              for text in note_chunks(usable_notes(notes_path, task), task, chunk_words, max_chunks).get_column("text")]
     encoder = _encoder(encoder_settings)
-    cache = _cache(cache_dir, encoder, out)
-    try:
+    with _cache(cache_dir, encoder, out) as cache:
         stats = embed_shard(texts, encoder, cache, shard, shards)
-    finally:
-        cache.close()
     Path(out).write_text(json.dumps({"shard": shard, "shards": shards, "unique": stats.unique, "hits": stats.hits,
                                      "misses": stats.misses, "seconds": round(stats.seconds, 2)}, indent=2) + "\n")
 
@@ -245,12 +240,11 @@ def embed(
     nodes = node_lines(pl.read_parquet(context_path, columns=["task", "stay_id", "node_names", "definitions"]), task,
                        max_nodes)
     encoder = _encoder(encoder_settings)
-    cache = _cache(cache_dir, encoder, out)
     vectors, hits, misses = {}, 0, 0
-    for name, texts in (("notes", chunks), ("summary", summaries), ("knowledge", knowledge), ("nodes", nodes)):
-        vectors[name], stats = embed_cached(texts.get_column("text").to_list(), encoder, cache)
-        hits, misses = hits + stats.hits, misses + stats.misses
-    cache.close()
+    with _cache(cache_dir, encoder, out) as cache:
+        for name, texts in (("notes", chunks), ("summary", summaries), ("knowledge", knowledge), ("nodes", nodes)):
+            vectors[name], stats = embed_cached(texts.get_column("text").to_list(), encoder, cache)
+            hits, misses = hits + stats.hits, misses + stats.misses
     stays = pl.read_parquet(cohort_path, columns=["stay_id"]).get_column("stay_id").to_numpy()
     arrays = text_arrays(stays, chunks, vectors["notes"], summaries, vectors["summary"], knowledge,
                          vectors["knowledge"], nodes, vectors["nodes"], max_chunks, max_nodes, encoder.dimension)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from emerge_ehr.stages import model_inputs, write_parquet_atomically
+from emerge_ehr.stages import model_inputs, text_presence_of, write_parquet_atomically
 
 log = logging.getLogger("emerge_ehr")
 
@@ -179,8 +179,9 @@ def external_predictions(model_path: str, summary_path: str, features_path: str,
     """A model developed on another dataset, applied unchanged to every labelled stay of this one."""
     import torch
 
-    from emerge_ehr.evaluate.explain import load_model
+    from emerge_ehr.evaluate.explain import load_model, reads
     from emerge_ehr.model.classic import aggregates
+    from emerge_ehr.model.text_coverage import unreadable_reason
     from emerge_ehr.model.train import PREDICTION_SCHEMA
 
     out = Path(out_dir)
@@ -197,6 +198,11 @@ def external_predictions(model_path: str, summary_path: str, features_path: str,
             probability = checkpoint["sklearn_model"].predict_proba(aggregates(inputs["series"][rows]))[:, 1]
         else:
             model = load_model(model_path)
+            reason = unreadable_reason(getattr(model, "use_series", True), reads(model),
+                                       {kind: has[rows] for kind, has in text_presence_of(embeddings_path).items()})
+            if reason:
+                summary, rows = summary | {"not_applicable": reason}, rows[:0]
+                log.info("external %s: n/a: %s", task, reason)
             with torch.no_grad():
                 logits = [model(**{name: torch.from_numpy(array[rows[start: start + 512]])
                                    for name, array in inputs.items()}).float()

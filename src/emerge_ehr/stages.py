@@ -217,7 +217,7 @@ def model_inputs(features_path: str, embeddings_path: str | None, n_stays: int) 
     return inputs
 
 
-def _text_presence(embeddings_path: str | None) -> dict[str, np.ndarray]:
+def text_presence_of(embeddings_path: str | None) -> dict[str, np.ndarray]:
     """Per stay, which text it has for the task; nothing for the models that read no text."""
     from emerge_ehr.model.text_coverage import text_presence
 
@@ -237,7 +237,7 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
     import torch
 
     from emerge_ehr.model.scarcity import subsample_training
-    from emerge_ehr.model.text_coverage import read_inputs, skip_reason, text_coverage
+    from emerge_ehr.model.text_coverage import missing_kinds, read_inputs, skip_reason, text_coverage
     from emerge_ehr.model.train import TrainSettings, skip_training
     from emerge_ehr.model.train import train as train_model
 
@@ -247,7 +247,7 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
     table = pl.read_parquet(cohort_path)
     labels = table.get_column(task).cast(pl.Float64).fill_null(float("nan")).to_numpy()
     splits = subsample_training(table.get_column("split").to_numpy(), labels, fraction, settings["seed"])
-    presence = _text_presence(embeddings_path)
+    presence = text_presence_of(embeddings_path)
     coverage = text_coverage(presence) if presence else None
     if coverage:
         log.info("%s text: of %d stays, %d have a usable note, %d a non-empty summary, %d a knowledge text of findings,"
@@ -268,9 +268,11 @@ def train(features_path: str, embeddings_path: str | None, cohort_path: str, tas
         summary = train_model(
             model_inputs(features_path, embeddings_path, table.height), labels, splits,
             table.get_column("stay_id").to_numpy(), TrainSettings(**settings), out_dir,
+            unavailable_kinds=missing_kinds(settings["model"], presence, training) if presence else (),
         )
-        log.info("trained %s for %s: best epoch %d of %d on %s", settings["model"], task,
-                 summary["best_epoch"], summary["epochs_run"], summary["device"])
+        log.info("trained %s for %s: best epoch %d of %d on %s%s", settings["model"], task,
+                 summary["best_epoch"], summary["epochs_run"], summary["device"],
+                 f", text read: {'+'.join(summary['text_kept']) or 'none'}" if "text_kept" in summary else "")
     # the share of the training split this run saw (the data-scarcity experiment), beside the model's own facts
     extras = {"text": coverage} if coverage else {}
     if not reason and (inputs := read_inputs(settings["model"], presence, training)):

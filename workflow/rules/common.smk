@@ -1,11 +1,18 @@
 """Input functions and helpers shared by the stage rules."""
 
+from dataclasses import asdict
 from types import SimpleNamespace
 
+from emerge_ehr.data.cohort import CohortSettings
 from emerge_ehr.data.tables import TABLES, source_files
 from emerge_ehr.evaluate.report import evaluated_on
 from emerge_ehr.meds.export import SPLITS as MEDS_SPLIT_NAMES
+from emerge_ehr.llm.backends import LLMSettings
+from emerge_ehr.llm.extract import ExtractionSettings
+from emerge_ehr.llm.summarize import SummarySettings
+from emerge_ehr.model.train_settings import TrainSettings
 from emerge_ehr.model.variants import NEURAL_MODELS, summary_method, text_kinds
+from emerge_ehr.text.encoder import EncoderSettings
 from emerge_ehr.text.embed import EMBEDDING_ARRAYS
 
 SOURCE_TABLES = tuple(TABLES)
@@ -80,8 +87,7 @@ def meds_input_settings(name):
     entry = dataset_config(name)
     if entry["kind"] != "meds":
         return None
-    variables = entry.get("variables", "config/meds/mimic4_variables.yaml")
-    return {"variables": repo_path(variables), "note_codes": list(entry.get("note_codes", ["^NOTE//"]))}
+    return {"variables": repo_path(entry["variables"]), "note_codes": list(entry["note_codes"])}
 
 
 def meds_labels(name):
@@ -98,33 +104,17 @@ def parquet(table):
     return f"results/{{dataset}}/parquet/{table}.parquet"
 
 
+def as_params(settings):
+    """A settings object as a job's params: a plain dict (lists, not tuples), so that Snakemake compares values."""
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(settings).items()}
+
+
 def cohort_settings():
-    c = config["cohort"]
-    return {
-        "min_age": c["min_age"],
-        "min_hours": c["min_hours"],
-        "readmission_definition": c["readmission"]["definition"],
-        "readmission_window_days": c["readmission"]["window_days"],
-        "split_fractions": c["split"]["fractions"],
-        "split_seed": c["split"]["seed"],
-    }
+    return as_params(CohortSettings.from_config(config))
 
 
 def train_settings(wildcards):
-    t = config["train"]
-    settings = config["model_settings"]
-    return settings.get("default", {}) | settings.get(wildcards.model, {}) | {
-        "model": wildcards.model,
-        "learning_rate": t["learning_rate"],
-        "text_learning_rate": t["text_learning_rate"],
-        "schedule": t["schedule"],
-        "weight_decay": t["weight_decay"],
-        "batch_size": t["batch_size"],
-        "max_epochs": t["max_epochs"],
-        "patience": t["patience"],
-        "device": t["device"],
-        "seed": int(wildcards.seed),
-    }
+    return as_params(TrainSettings.from_config(config, model=wildcards.model, seed=int(wildcards.seed)))
 
 
 def scarce_train_settings(wildcards):
@@ -235,16 +225,14 @@ def kg_inputs():
 
 
 def encoder_settings():
-    return {k: config["text_encoder"][k] for k in ("model", "batch_size", "device", "dtype")}
+    return as_params(EncoderSettings.from_config(config))
 
 
 LLM = config["llm"]
-LLM_SETTINGS_KEYS = ("backend", "model", "max_model_len", "dtype", "compile", "temperature", "seed", "batch_size",
-                     "max_attempts", "base_url", "allow_remote", "concurrency", "timeout", "kv_cache_gb")
 
 
 def llm_settings():
-    return {k: LLM[k] for k in LLM_SETTINGS_KEYS}
+    return as_params(LLMSettings.from_config(config))
 
 
 def llm_model_inputs():

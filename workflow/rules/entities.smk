@@ -29,7 +29,7 @@ rule llm_entities:
     params:
         shards=config["llm_entities"]["shards"],
         llm=llm_settings(),
-        extraction={k: config["llm_entities"][k] for k in ("chunk_words", "max_chunks", "max_tokens")},
+        extraction=as_params(ExtractionSettings.from_config(config)),
         cache_dir=config["cache_dir"],
     wildcard_constraints:
         shard=r"\d+",

@@ -12,7 +12,7 @@ rule summarize:
     params:
         shards=config["summaries"]["shards"],
         llm=llm_settings(),
-        summary={k: config["summaries"][k] for k in ("max_tokens", "max_summary_chars", "max_prompt_chars")},
+        summary=as_params(SummarySettings.from_config(config)),
         cache_dir=config["cache_dir"],
     wildcard_constraints:
         shard=r"\d+",

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from emerge_ehr.data.tables import InputError
+from emerge_ehr.settings import settings as _settings
 
 READMISSION_DEFINITIONS = ("icu", "hospital")
 # MIMIC-III shifts the birth date of patients over 89 by 300 years; MIMIC-IV caps anchor_age at 91.
@@ -21,12 +22,12 @@ DAYS_PER_YEAR = 365.2425
 
 @dataclass(frozen=True)
 class CohortSettings:
-    min_age: float = 18.0
-    min_hours: float = 48.0
-    readmission_window_days: float = 30.0
-    readmission_definition: str = "icu"
-    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
-    split_seed: int = 42
+    min_age: float
+    min_hours: float
+    readmission_window_days: float
+    readmission_definition: str
+    split_fractions: tuple[float, float, float]
+    split_seed: int
 
     def __post_init__(self) -> None:
         if self.readmission_definition not in READMISSION_DEFINITIONS:
@@ -36,6 +37,16 @@ class CohortSettings:
             )
         if abs(sum(self.split_fractions) - 1.0) > 1e-6 or min(self.split_fractions) < 0:
             raise InputError(f"cohort.split fractions must be non-negative and sum to 1, got {self.split_fractions}")
+
+    @classmethod
+    def from_config(cls, config: dict, **values) -> "CohortSettings":
+        """``cohort`` of the validated configuration (every default filled by the schema)."""
+        cohort = config["cohort"]
+        section = {"min_age": cohort["min_age"], "min_hours": cohort["min_hours"],
+                   "readmission_window_days": cohort["readmission"]["window_days"],
+                   "readmission_definition": cohort["readmission"]["definition"],
+                   "split_fractions": cohort["split"]["fractions"], "split_seed": cohort["split"]["seed"]}
+        return _settings(cls, section, "cohort", **values)
 
 
 def stays_with_age(icustays: pl.LazyFrame, admissions: pl.LazyFrame, patients: pl.LazyFrame) -> pl.LazyFrame:

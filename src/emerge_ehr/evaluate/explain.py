@@ -20,8 +20,7 @@ from torch import nn
 
 from emerge_ehr.model.late_fusion import LateFusion
 from emerge_ehr.model.registry import build_model
-
-TEXT_KINDS = ("notes", "summary", "knowledge", "nodes")
+from emerge_ehr.model.text_selection import TEXT_KINDS
 SLOTTED = ("notes", "nodes")  # kinds with one token per slot; summary and knowledge are one token each
 TOP_VARIABLES = 5
 
@@ -39,10 +38,9 @@ def load_model(path: str) -> nn.Module:
 
 
 def reads(model: nn.Module) -> tuple[str, ...]:
-    """The text kinds a model reads."""
-    if isinstance(model, LateFusion):
-        return tuple(model.text)
-    return tuple(kind for kind in TEXT_KINDS if getattr(model, f"use_{kind}", False))
+    """The text kinds a model reads at prediction: those it kept (none for the time-series baselines)."""
+    selection = getattr(model, "text_selection", None)
+    return selection.kept_kinds() if selection is not None else ()
 
 
 def variable_names(feature_names: list[str]) -> list[str]:
@@ -81,8 +79,8 @@ def attribute(model: nn.Module, batch: dict[str, torch.Tensor], steps: int = 32)
         with torch.no_grad():
             series_logit = model.series(batch["series"]).float()
             slots = {}
-            for kind, score in model.text.items():
-                scores = score(batch[kind]).squeeze(-1) * batch[f"{kind}_mask"].to(batch[kind].dtype)
+            for kind in kinds:
+                scores = model.text[kind](batch[kind]).squeeze(-1) * batch[f"{kind}_mask"].to(batch[kind].dtype)
                 slots[kind] = scores if scores.dim() == 2 else scores.unsqueeze(1)
         (features,), _ = _integrated_gradients(model.series, (batch["series"],), (), steps)
         result = {"series": series_logit, "baseline_logit": torch.full_like(logit, float("nan"))}

@@ -45,6 +45,8 @@ def _cell(result: dict | None, metric: str) -> str:
         return "not run"
     if "skipped" in result:
         return f"skipped: {result['skipped']}"
+    if "not_applicable" in result:
+        return f"n/a: {result['not_applicable']}"
     if reason := single_class(result.get("test_stays"), result.get("positives")):
         return reason
     m = result["metrics"][metric]

@@ -60,6 +60,41 @@ def train_stays(run: Run) -> float:
     return float(np.mean([run_summary(path)["train_stays"] for path in run_files(run)]))
 
 
+def text_kept(runs: list[Run]) -> list[dict] | None:
+    """For a model whose text stage chooses its text (staged fusion): the text kinds each run kept, per seed and
+    fold; None for the other models."""
+    kept = [{"seed": seed, "fold": fold,
+             "kept": json.loads((path.parent / "summary.json").read_text()).get("stages", {}).get("text", {}).get("kept")}
+            for seed, run in enumerate(runs) for fold, path in enumerate(run_files(run))]
+    return kept if any(entry["kept"] is not None for entry in kept) else None
+
+
+def kept_text_note(kept: list[dict] | None) -> str | None:
+    """What a staged fusion model's runs kept of their text, in words, for the tables; None when every run kept the
+    same text (nothing to say) or the model chooses none.
+
+    >>> kept_text_note([{"seed": 0, "fold": 0, "kept": []}, {"seed": 0, "fold": 1, "kept": []}])
+    'kept no text in any run: predicts as its GRU'
+    >>> kept_text_note([{"seed": 0, "fold": f, "kept": k} for f, k in enumerate([["notes"], [], ["notes"]])])
+    'text kept per fold: 0 notes, 1 none, 2 notes'
+    >>> kept_text_note([{"seed": s, "fold": 0, "kept": ["notes", "summary"]} for s in range(3)]) is None
+    True
+    """
+    if not kept or all(entry["kept"] is None for entry in kept):
+        return None
+    names = ["+".join(entry["kept"]) or "none" for entry in kept]
+    if all(name == "none" for name in names):
+        return "kept no text in any run: predicts as its GRU"
+    if len(set(names)) == 1:
+        return None
+    folds = len({entry["fold"] for entry in kept}) > 1
+    seeds = len({entry["seed"] for entry in kept}) > 1
+    label = "seed and fold" if folds and seeds else "fold" if folds else "seed"
+    runs = [f"{entry['seed']}/{entry['fold']}" if folds and seeds else str(entry["fold" if folds else "seed"])
+            for entry in kept]
+    return f"text kept per {label}: " + ", ".join(f"{run} {name}" for run, name in zip(runs, names))
+
+
 def skipped_reason(runs: list[Run]) -> str | None:
     """Why these runs trained nothing (the first skipped run's reason); None when every run trained."""
     summaries = (run_summary(path) for run in runs for path in run_files(run))
@@ -78,7 +113,8 @@ def evaluate_predictions(
     With ``reference_files`` (the predictions of a baseline), also the paired-bootstrap difference of
     AUROC and AUPRC against it. A skipped model has its reason (``skipped``) and no metrics; against a skipped
     reference there is no difference, only the reference's reason. ``text``: the text models' counts of stays
-    with text; ``inputs``: what a model read when some of its text kinds were missing.
+    with text; ``inputs``: what a model read when some of its text kinds were missing; ``text_kept``: the text
+    kinds each run of a staged fusion model kept (none: it predicts as its GRU).
     """
     result = {"task": task, "model": model, "seeds": len(prediction_files),
               "folds": len(run_files(prediction_files[0]))}
@@ -88,6 +124,10 @@ def evaluate_predictions(
         result["inputs"] = first["inputs"]
     if (reason := skipped_reason(prediction_files)) is not None:
         return result | {"skipped": reason} | ({"text": text} if text else {})
+    if (reason := first.get("not_applicable")) is not None:  # e.g. a notes-only model on a dataset without notes
+        return result | {"not_applicable": reason}
+    if (kept := text_kept(prediction_files)) is not None:
+        result["text_kept"] = kept
     y, probabilities, stays = test_split(prediction_files)
     indices = bootstrap_indices(len(y), resamples, seed)
     result |= {
@@ -123,7 +163,7 @@ def _cell(metric: dict, scale: float = 100.0, digits: int = 2) -> str:
 
 COMPARISON_SCHEMA = {
     "task": pl.String, "model": pl.String, "seeds": pl.Int64, "folds": pl.Int64, "skipped": pl.String,
-    "inputs": pl.String, "test_stays": pl.Int64, "positives": pl.Int64,
+    "inputs": pl.String, "text_kept": pl.String, "test_stays": pl.Int64, "positives": pl.Int64,
     "prevalence": pl.Float64, "cohort_stays": pl.Int64, "stays_with_note": pl.Int64, "stays_with_summary": pl.Int64,
     "stays_with_knowledge": pl.Int64,
 } | {f"{name}{suffix}": pl.Float64 for name in METRICS for suffix in ("", "_ci_low", "_ci_high")}
@@ -142,7 +182,8 @@ def comparison_table(metric_files: list[str | Path]) -> pl.DataFrame:
         text = result.get("text") or {}
         row = {"task": result["task"], "model": result["model"], "seeds": result["seeds"],
                "folds": result.get("folds", 1), "skipped": result.get("skipped"),
-               "inputs": result.get("inputs"), "test_stays": result.get("test_stays"),
+               "inputs": result.get("inputs"), "text_kept": kept_text_note(result.get("text_kept")),
+               "test_stays": result.get("test_stays"),
                "positives": result.get("positives"),
                "prevalence": result.get("prevalence"), "cohort_stays": text.get("stays"),
                "stays_with_note": text.get("notes", {}).get("stays"),
@@ -200,7 +241,8 @@ def markdown_table(table: pl.DataFrame) -> str:
     header = ["task", "model", "test stays", "prevalence"] + [LABELS[m] for m in METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.iter_rows(named=True):
-        cells = [row["task"], row["model"] + (f" ({row['inputs']})" if row["inputs"] else "")]
+        notes = [note for note in (row["inputs"], row["text_kept"]) if note]
+        cells = [row["task"], row["model"] + (f" ({'; '.join(notes)})" if notes else "")]
         if row["skipped"]:
             cells += ["-", "-"] + _skipped_cells(row["skipped"], len(METRICS))
         elif reason := single_class(row["test_stays"], row["positives"]):
@@ -241,6 +283,7 @@ def paper_table(metric_files: list[str | Path], models: list[str], tasks: list[s
             row["folds"] = result.get("folds", 1)
             row[f"{task}_skipped"] = result.get("skipped")
             row[f"{task}_inputs"] = result.get("inputs")
+            row[f"{task}_text_kept"] = kept_text_note(result.get("text_kept"))
             row[f"{task}_single_class"] = single_class(result.get("test_stays"), result.get("positives"))
             for name in PAPER_METRICS:
                 m = result.get("metrics", {}).get(name, {})
@@ -289,7 +332,8 @@ def paper_markdown(table: pl.DataFrame, tasks: list[str], reference: str | None,
                 cells.append("reference" if row["model"] == reference else _difference_cell(row, task))
         lines.append("| " + " | ".join(cells) + " |")
     for row in table.iter_rows(named=True):
-        lines += [f"\n{row['model']}, {task}: {row[f'{task}_inputs']}." for task in tasks if row[f"{task}_inputs"]]
+        lines += [f"\n{row['model']}, {task}: {note}." for task in tasks
+                  for note in (row[f"{task}_inputs"], row[f"{task}_text_kept"]) if note]
     where = evaluated_on(table.get_column("folds").max() or 1)
     note = (f"\nOn {where}, x100: mean ± standard deviation over bootstrap resamples, as in the paper (each"
             " resample averages the seeds).")

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from emerge_ehr.kg.index import search_nodes
+from emerge_ehr.settings import settings as _settings
 
 ALIGNED_SCHEMA = {
     "entity": pl.String,
@@ -30,8 +31,13 @@ ALIGNED_SCHEMA = {
 
 @dataclass(frozen=True)
 class AlignSettings:
-    top_k: int = 5
-    threshold: float = 0.7
+    top_k: int
+    threshold: float
+
+    @classmethod
+    def from_config(cls, config: dict, **values) -> "AlignSettings":
+        """From the validated configuration (every default filled by the schema); ``values`` override it."""
+        return _settings(cls, config["align"], "align", **values)
 
 
 def curated_nodes(queries: pl.DataFrame, nodes: pl.DataFrame) -> pl.DataFrame:

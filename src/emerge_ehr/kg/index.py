@@ -9,20 +9,27 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from emerge_ehr.settings import settings as _settings
+
 INDEX_KINDS = ("flat", "hnsw")
 ENTRY_SCHEMA = {"entry": pl.Int64, "node_index": pl.Int64, "text": pl.String, "is_synonym": pl.Boolean}
 
 
 @dataclass(frozen=True)
 class IndexSettings:
-    node_types: tuple[str, ...] = ("disease", "effect/phenotype")
-    include_synonyms: bool = True
-    kind: str = "flat"  # flat: exact inner product; hnsw: approximate, for very large graphs
-    hnsw_neighbours: int = 32
+    node_types: tuple[str, ...]
+    include_synonyms: bool
+    kind: str  # flat: exact inner product; hnsw: approximate, for very large graphs
+    hnsw_neighbours: int
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise ValueError(f"index.kind must be one of {INDEX_KINDS}, not {self.kind!r}")
+
+    @classmethod
+    def from_config(cls, config: dict, **values) -> "IndexSettings":
+        """From the validated configuration (every default filled by the schema); ``values`` override it."""
+        return _settings(cls, config["kg_index"], "kg_index", **values)
 
 
 def index_entries(nodes: pl.DataFrame, settings: IndexSettings) -> pl.DataFrame:
@@ -30,7 +37,8 @@ def index_entries(nodes: pl.DataFrame, settings: IndexSettings) -> pl.DataFrame:
 
     >>> nodes = pl.DataFrame({"index": [0, 1, 2], "type": ["disease", "gene/protein", "effect/phenotype"],
     ...     "name": ["Heart failure", "NAT2", "Fever"], "synonyms": [["Cardiac failure", "heart failure"], [], []]})
-    >>> index_entries(nodes, IndexSettings()).select("node_index", "text", "is_synonym").rows()
+    >>> settings = IndexSettings(("disease", "effect/phenotype"), include_synonyms=True, kind="flat", hnsw_neighbours=32)
+    >>> index_entries(nodes, settings).select("node_index", "text", "is_synonym").rows()
     [(0, 'Heart failure', False), (2, 'Fever', False), (0, 'Cardiac failure', True)]
     """
     selected = nodes.filter(pl.col("type").is_in(list(settings.node_types)))

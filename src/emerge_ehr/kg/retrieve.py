@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from emerge_ehr.settings import settings as _settings
+
 CONTEXT_SCHEMA = {
     "task": pl.String,
     "stay_id": pl.Int64,
@@ -31,14 +33,19 @@ TRIPLE_ORDERS = ("ranked", "random")
 
 @dataclass(frozen=True)
 class RetrieveSettings:
-    max_nodes: int = 10
-    max_triples: int = 5
-    triples: str = "ranked"  # ranked | random (the paper's code: a seeded sample per node)
-    seed: int = 0
+    max_nodes: int
+    max_triples: int
+    triples: str  # ranked | random (the paper's code: a seeded sample per node)
+    seed: int
 
     def __post_init__(self) -> None:
         if self.triples not in TRIPLE_ORDERS:
             raise ValueError(f"retrieve.triples must be one of {TRIPLE_ORDERS}, not {self.triples!r}")
+
+    @classmethod
+    def from_config(cls, config: dict, **values) -> "RetrieveSettings":
+        """From the validated configuration (every default filled by the schema); ``values`` override it."""
+        return _settings(cls, config["retrieve"], "retrieve", **values)
 
 
 def stay_nodes(

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from emerge_ehr.hardware import FORMATS, choose_format
 from emerge_ehr.progress import Progress
+from emerge_ehr.settings import settings as _settings
 
 log = logging.getLogger(__name__)
 
@@ -30,23 +31,24 @@ BACKENDS = ("vllm", "openai", "transformers")
 
 @dataclass(frozen=True)
 class LLMSettings:
-    backend: str = "vllm"
-    model: str = "resources/models/smollm2-135m-instruct"
-    max_model_len: int = 2048
-    dtype: str = "auto"  # auto: the device's native format (hardware.choose_format)
-    compile: bool = False  # torch.compile the model on a CPU (a GPU always compiles, with CUDA graphs)
-    seed: int = 0
-    temperature: float = 0.0
-    batch_size: int = 128  # prompts per checkpoint: answers are cached after each batch
-    max_attempts: int = 3
-    base_url: str = "http://127.0.0.1:8000/v1"
-    api_key_env: str = "OPENAI_API_KEY"
-    allow_remote: bool = False
-    concurrency: int = 4
-    timeout: float = 120.0
-    kv_cache_gb: int = 1
-    gpu_memory_utilization: float = 0.85
-    workdir: str = "resources/llm-runtime"
+    backend: str
+    model: str
+    max_model_len: int
+    dtype: str  # auto: the device's native format (hardware.choose_format)
+    compile: bool  # torch.compile the model on a CPU (a GPU always compiles, with CUDA graphs)
+    seed: int
+    temperature: float
+    batch_size: int  # prompts per checkpoint: answers are cached after each batch
+    max_attempts: int
+    base_url: str
+    api_key_env: str
+    allow_remote: bool
+    concurrency: int
+    timeout: float
+    kv_cache_gb: int
+    gpu_memory_utilization: float
+    workdir: str
+    batch_invariant: bool  # a GPU: vLLM's batch-invariant kernels (VLLM_BATCH_INVARIANT)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -54,13 +56,18 @@ class LLMSettings:
         if self.dtype not in FORMATS:
             raise ValueError(f"llm.dtype must be one of {FORMATS}, not {self.dtype!r}")
 
+    @classmethod
+    def from_config(cls, config: dict, **values) -> "LLMSettings":
+        """From the validated configuration (every default filled by the schema); ``values`` override it."""
+        return _settings(cls, config["llm"], "llm", **values)
+
 
 @dataclass(frozen=True)
 class Request:
     messages: list[dict]
     schema: dict
     max_tokens: int
-    attempt: int = 0  # retries decode with sampling, so that a malformed answer is not repeated
+    attempt: int = 0  # retries decode with seeded sampling, so that a malformed answer is not repeated
 
 
 @dataclass(frozen=True)
@@ -69,14 +76,22 @@ class Answer:
     tokens: int
 
 
+RETRY_TEMPERATURE = 0.7
+
+
 def decoding(settings: LLMSettings, request: Request) -> dict:
-    """The decoding parameters of a request: greedy first, sampling with a new seed on retries."""
-    retry = request.attempt > 0
-    return {
-        "temperature": 0.7 if retry and settings.temperature == 0 else settings.temperature,
-        "seed": settings.seed + request.attempt,
-        "max_tokens": request.max_tokens,
-    }
+    """The decoding parameters a request is answered with, and only those (they are its cache key): greedy first
+    (``llm.temperature`` 0), then sampling on retries, each attempt with its own seed, which every backend applies
+    (vLLM per request, transformers through torch's generator, an endpoint in its request), so that a retry is as
+    repeatable as a greedy answer. Greedy decoding uses no seed, so none is recorded.
+
+    >>> settings = LLMSettings.from_config(__import__("emerge_ehr.settings").settings.schema_defaults())
+    >>> decoding(settings, Request([], {}, 32)), decoding(settings, Request([], {}, 32, attempt=2))
+    ({'temperature': 0.0, 'max_tokens': 32}, {'temperature': 0.7, 'max_tokens': 32, 'seed': 2})
+    """
+    temperature = RETRY_TEMPERATURE if request.attempt > 0 and settings.temperature == 0 else settings.temperature
+    values = {"temperature": temperature, "max_tokens": request.max_tokens}
+    return values | ({"seed": settings.seed + request.attempt} if temperature > 0 else {})
 
 
 def is_loopback(url: str) -> bool:
@@ -126,12 +141,27 @@ def engine_options(settings: LLMSettings, device: str) -> tuple[dict, dict]:
         "HF_HUB_OFFLINE": "1",
     }
     if device == "cuda":
+        # batch-invariant kernels: a prompt's answer does not depend on the other prompts of its batch
+        env |= {"VLLM_BATCH_INVARIANT": "1"} if settings.batch_invariant else {}
         return {"gpu_memory_utilization": settings.gpu_memory_utilization}, env
     env |= {"VLLM_CPU_KVCACHE_SPACE": str(settings.kv_cache_gb), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
     # Prefix caching reuses whole KV blocks only. The extraction prompts share their first 243 tokens (system
     # prompt, instruction, worked example): the CPU default of 128-token blocks reuses 128 of them, 32-token
     # blocks 224, which cuts the prompt work by a third (docs/PERFORMANCE.md).
     return {"enforce_eager": not settings.compile, "block_size": CPU_KV_BLOCK}, env
+
+
+def compile_grammars_in_order(engine) -> None:
+    """Compile each request's JSON grammar when it is added, not in a thread pool: vLLM holds a request back until
+    its grammar is ready, so which requests share an engine step, and with it the bfloat16 numbers of each answer,
+    would depend on timing (docs/PERFORMANCE.md, "Reproducibility"). An in-process engine only; vLLM 0.32 has no
+    setting for it, so a later release that moves the attribute gets a warning, not an error."""
+    try:
+        manager = engine.llm_engine.engine_core.engine_core.structured_output_manager
+    except AttributeError:
+        log.warning("vLLM's grammar compilation could not be made synchronous: answers may depend on timing")
+        return
+    manager._use_async_grammar_compilation = False
 
 
 class _Silent:
@@ -165,7 +195,9 @@ class VLLMBackend:
         self.device = llm_device()
         self.dtype, reason = choose_format(settings.dtype, self.device)
         log.info("LLM on %s in %s: %s", self.device, self.dtype, reason)
-        self.identity = f"{engine_version('vllm')}:{model_identity}:{self.dtype}"
+        # batch-invariant kernels compute other numbers than the default ones: answers of either are kept apart
+        invariant = ":batch-invariant" if self.device == "cuda" and settings.batch_invariant else ""
+        self.identity = f"{engine_version('vllm')}:{model_identity}:{self.dtype}{invariant}"
         self._engine = None
 
     def start_once(self) -> None:
@@ -183,6 +215,7 @@ class VLLMBackend:
         started = time.perf_counter()
         self._engine = LLM(model=self.settings.model, dtype=self.dtype, max_model_len=self.settings.max_model_len,
                            seed=self.settings.seed, **kwargs)
+        compile_grammars_in_order(self._engine)
         log.info("vLLM engine started in %.1f s", time.perf_counter() - started)
 
     def generate(self, requests: list[Request], progress: Progress | None = None) -> list[Answer]:
@@ -190,12 +223,11 @@ class VLLMBackend:
         from vllm.sampling_params import StructuredOutputsParams
 
         self.start_once()
-        params = []
-        for r in requests:
-            values = decoding(self.settings, r)
-            if self.device == "cpu":  # per-request seeds break sampling in the CPU build; the engine is seeded
-                values.pop("seed")
-            params.append(SamplingParams(**values, structured_outputs=StructuredOutputsParams(json=r.schema)))
+        params = [SamplingParams(**decoding(self.settings, r), structured_outputs=StructuredOutputsParams(json=r.schema))
+                  for r in requests]
+        # Each batch starts from an empty prefix cache: a batch computes exactly what it computed in a run that was
+        # not interrupted, whatever batches ran before it in this engine.
+        self._engine.reset_prefix_cache()
         outputs = self._engine.chat([r.messages for r in requests], sampling_params=params,
                                     use_tqdm=engine_progress_bar(progress) if progress else False)
         return [Answer(o.outputs[0].text, len(o.outputs[0].token_ids)) for o in outputs]
@@ -282,8 +314,9 @@ class TransformersBackend:
             params = decoding(self.settings, request)
             prompt = self._tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, return_tensors="pt",
                                                          return_dict=True)
-            torch.manual_seed(params["seed"])
             sample = params["temperature"] > 0
+            if sample:
+                torch.manual_seed(params["seed"])
             with torch.no_grad():
                 output = self._model.generate(
                     **prompt, max_new_tokens=params["max_tokens"], do_sample=sample,

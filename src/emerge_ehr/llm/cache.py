@@ -33,8 +33,15 @@ class AnswerCache:
     def get_many(self, keys: list[str]) -> dict[str, str]:
         return self.store.get_many(keys)
 
-    def put(self, key: str, answer: str) -> None:
-        self.store.put_many([(key, answer)])
+    def put_many(self, items: list[tuple[str, str]]) -> None:
+        """Committed at once: a batch's answers are all cached or none."""
+        self.store.put_many(items)
 
     def close(self) -> None:
         self.store.close()
+
+    def __enter__(self) -> "AnswerCache":
+        return self
+
+    def __exit__(self, *_exception) -> None:
+        self.close()  # sealed however the job ends, so that what it computed is read by every later job

@@ -22,6 +22,7 @@ from emerge_ehr.text.lexicon import (
     ENTITY_SCHEMA, POST_FAMILY, POST_NEGATION, PRE_FAMILY, PRE_NEGATION, PSEUDO, Lexicon, LexiconSettings,
     extract_entities,
 )
+from emerge_ehr.settings import settings as _settings
 
 ENTITY_ANSWER_SCHEMA = {
     "type": "object",
@@ -54,9 +55,14 @@ EXAMPLE_ANSWER = '{"entities": ["CHF", "type 2 diabetes", "community acquired pn
 
 @dataclass(frozen=True)
 class ExtractionSettings:
-    chunk_words: int = 2000
-    max_chunks: int = 4
-    max_tokens: int = 192  # the schema's longest list fits; 96 cut 11 % of answers mid-JSON
+    chunk_words: int
+    max_chunks: int
+    max_tokens: int  # the schema's longest list fits; 96 cut 11 % of answers mid-JSON
+
+    @classmethod
+    def from_config(cls, config: dict, **values) -> "ExtractionSettings":
+        """From the validated configuration (every default filled by the schema); ``values`` override it."""
+        return _settings(cls, config["llm_entities"], "llm_entities", **values)
 
 
 def words_per_chunk(settings: ExtractionSettings, max_model_len: int) -> int:

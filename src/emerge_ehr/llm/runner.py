@@ -63,8 +63,35 @@ def parse_answer(text: str, schema: dict) -> tuple[dict | None, str | None]:
     return value, None
 
 
+def content_batches(keys: list[str], size: int) -> list[range]:
+    """The engine calls over requests with these cache keys, in order: a batch ends after each request whose key,
+    as a number, is divisible by ``size`` (so batches hold ``size`` requests on average), or at ``4 * size``.
+
+    The batches are a function of the requests alone, never of what the cache holds, and a request added or
+    removed changes only its own batch: a rerun with new stays recomputes the batches they join, no others.
+
+    >>> keys = ["3", "a", "4", "7", "8"]  # hexadecimal: 3, 10, 4, 7, 8
+    >>> [list(b) for b in content_batches(keys, 2)]
+    [[0, 1], [2], [3, 4]]
+    >>> [list(b) for b in content_batches(["3", "a", "5", "4", "7", "8"], 2)]  # "5" joins one batch only
+    [[0, 1], [2, 3], [4, 5]]
+    """
+    batches, start = [], 0
+    for end, key in enumerate(keys, start=1):
+        if int(key[:15], 16) % size == 0 or end - start >= 4 * size:
+            batches.append(range(start, end))
+            start = end
+    return batches + ([range(start, len(keys))] if start < len(keys) else [])
+
+
 def run(requests: list[Request], backend, cache: AnswerCache, settings: LLMSettings, label: str) -> tuple[list[Result], RunStats]:
-    """Answers for all requests, in order."""
+    """Answers for all requests, in order.
+
+    The engine sees batches that depend on the requests alone (``content_batches``, about ``llm.batch_size``
+    each): a batch with any request the cache lacks is sent whole, and its own answers are used, so that a job
+    resumed after a kill, or run beside a cache that holds some of its answers, computes every batch it computes
+    exactly as an uninterrupted run would (a CPU engine's numbers depend on the other prompts of a batch).
+    """
     stats = RunStats(prompts=len(requests))
     started = time.perf_counter()
     results: list[Result | None] = [None] * len(requests)
@@ -74,20 +101,19 @@ def run(requests: list[Request], backend, cache: AnswerCache, settings: LLMSetti
         keys = [request_key(backend.identity, current[i].messages, current[i].schema, decoding(settings, current[i]))
                 for i in pending]
         stored = cache.get_many(keys)
-        stats.cache_hits += sum(k in stored for k in keys)
-        missing = [(i, k) for i, k in zip(pending, keys) if k not in stored]
-        if missing and hasattr(backend, "start_once"):
+        batches = [batch for batch in content_batches(keys, settings.batch_size)
+                   if any(keys[j] not in stored for j in batch)]
+        stats.cache_hits += len(pending) - sum(map(len, batches))
+        if batches and hasattr(backend, "start_once"):
             backend.start_once()  # so that the rates below are the engine's, not its start-up
-        progress = Progress(f"{label}, attempt {attempt + 1}", len(missing), "uncached prompts")
-        for start in range(0, len(missing), settings.batch_size):
-            batch = missing[start : start + settings.batch_size]
+        progress = Progress(f"{label}, attempt {attempt + 1}", sum(map(len, batches)), "prompts to answer")
+        for batch in batches:
             before = progress.done
-            answers = backend.generate([current[i] for i, _ in batch], progress)
+            answers = backend.generate([current[pending[j]] for j in batch], progress)
             progress.advance(len(batch) - (progress.done - before))  # backends that do not count as they go
-            for (i, key), answer in zip(batch, answers):
-                cache.put(key, answer.text)
-                stored[key] = answer.text
-                stats.generated_tokens += answer.tokens
+            cache.put_many([(keys[j], answer.text) for j, answer in zip(batch, answers)])  # one commit a batch
+            stored |= {keys[j]: answer.text for j, answer in zip(batch, answers)}
+            stats.generated_tokens += sum(answer.tokens for answer in answers)
             stats.calls += len(batch)
         retry = []
         for i, key in zip(pending, keys):

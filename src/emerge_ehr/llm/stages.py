@@ -36,11 +36,8 @@ def _settings(llm: dict) -> LLMSettings:
 def _run(requests, llm: dict, cache_dir: str, label: str, stats_out: str):
     settings = _settings(llm)
     backend = make_backend(settings)
-    cache = AnswerCache(Path(cache_dir) / "llm-answers", writer=stats_out)
-    try:
+    with AnswerCache(Path(cache_dir) / "llm-answers", writer=stats_out) as cache:
         results, stats = run(requests, backend, cache, settings, label)
-    finally:
-        cache.close()
     Path(stats_out).write_text(json.dumps(stats.as_dict(), indent=2) + "\n")
     return results
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from emerge_ehr.llm.backends import Request
+from emerge_ehr.settings import settings as _settings
 
 SUMMARY_SCHEMA_TEMPLATE = {
     "type": "object",
@@ -34,9 +35,14 @@ SYSTEM = "You are an intensive care physician writing a short, factual summary o
 
 @dataclass(frozen=True)
 class SummarySettings:
-    max_tokens: int = 160
-    max_summary_chars: int = 400
-    max_prompt_chars: int = 2400  # about 600 tokens of context: quick on a CPU, fits a 2,048-token model
+    max_tokens: int
+    max_summary_chars: int
+    max_prompt_chars: int  # about 600 tokens of context: quick on a CPU, fits a 2,048-token model
+
+    @classmethod
+    def from_config(cls, config: dict, **values) -> "SummarySettings":
+        """From the validated configuration (every default filled by the schema); ``values`` override it."""
+        return _settings(cls, config["summaries"], "summaries", **values)
 
 
 def summary_schema(settings: SummarySettings) -> dict:

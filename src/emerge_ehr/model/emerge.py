@@ -32,8 +32,12 @@ The named variants are in ``variants.py``; the ``*_late`` ones read the same tok
 
 Training (``schedule``): ``staged`` fits the GRU first, exactly as the ``gru`` baseline trains, then freezes it
 and fits the projections, both branches and the fusion, whose logit is added to the GRU's through a
-zero-initialised last layer, so that stage two starts from the GRU's predictions and can only move them where
-the text helps on validation; ``joint`` is the paper's: everything at once, stopped on validation AUPRC.
+zero-initialised last layer and only for stays that have text, so that stage two starts from the GRU's
+predictions; the start is scored on validation as epoch 0 and kept (no text at all: exactly the GRU) unless a
+text epoch beats it (``train.py``: the fewest text kinds within one standard error of the best). While stage two
+trains, each text kind of a stay is hidden with probability ``text_dropout`` (``text_selection.py``), so that a
+subset of the kinds chosen on validation is one the network has learned to read. ``joint`` is the paper's:
+everything at once, stopped on validation AUPRC.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from torch import nn
 
 from emerge_ehr.model.sequence import PredictionHead, SequenceClassifier
 from emerge_ehr.model.staging import SCHEDULES, Stage, series_then_text
+from emerge_ehr.model.text_selection import TEXT_KINDS, TextSelection
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -93,6 +98,7 @@ class EMERGE(nn.Module):
         use_nodes: bool = False,
         fusion: str = "cross_attention",
         schedule: str = "joint",
+        text_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if fusion not in FUSIONS:
@@ -108,6 +114,9 @@ class EMERGE(nn.Module):
         if self.staged and not (use_series and self.use_text):
             raise ValueError("staged training needs both the time series and a text input")
         self.cross = fusion == "cross_attention" and use_series and self.use_text
+        kinds = [kind for kind, used in zip(TEXT_KINDS, (use_notes, use_summary, use_knowledge, use_nodes)) if used]
+        # a child of the text stage: its kind dropout acts while stage two trains, and only then
+        self.text_selection = TextSelection(kinds, text_dropout if self.staged else 0.0)
         if self.staged:
             # Stage one is the gru baseline itself: created first, from the same random state, it starts from the
             # same weights; its 48 hidden states are the series tokens. The fusion network is created without
@@ -153,6 +162,11 @@ class EMERGE(nn.Module):
         return tokens, self.series_model.head(last[-1])
 
     def text_tokens(self, notes, notes_mask, summary, summary_mask, knowledge, knowledge_mask, nodes, nodes_mask):
+        """The text tokens (B, T, H) and their mask (B, T), of the kinds the model keeps."""
+        given = {"notes": notes_mask, "summary": summary_mask, "knowledge": knowledge_mask, "nodes": nodes_mask}
+        read = self.text_selection({kind: given[kind] for kind in self.text_selection.kinds})
+        notes_mask, summary_mask = read.get("notes"), read.get("summary")
+        knowledge_mask, nodes_mask = read.get("knowledge"), read.get("nodes")
         tokens, masks = [], []
         if self.use_notes:
             tokens.append(self.note_projection(notes) + self.text_type.weight[0])
@@ -187,4 +201,7 @@ class EMERGE(nn.Module):
             if self.use_text:
                 pooled.append(masked_mean(text, text_mask))
         logit = self.head(self.fusion(torch.cat(pooled, dim=-1)))
-        return logit if baseline is None else baseline + logit
+        if baseline is None:
+            return logit
+        # staged: a stay without any text it reads keeps exactly its GRU's logit
+        return baseline + logit * text_mask.any(dim=1).to(logit.dtype)

@@ -22,8 +22,7 @@ from torch import nn
 
 from emerge_ehr.model.sequence import SequenceClassifier
 from emerge_ehr.model.staging import Stage, series_then_text
-
-TEXT_KINDS = ("notes", "summary", "knowledge", "nodes")
+from emerge_ehr.model.text_selection import TEXT_KINDS, TextSelection
 
 
 class LateFusion(nn.Module):
@@ -40,6 +39,8 @@ class LateFusion(nn.Module):
             self.text = nn.ModuleDict({kind: nn.Linear(text_dim, 1, bias=False) for kind in kinds})
         for score in self.text.values():
             nn.init.zeros_(score.weight)  # stage two starts from the GRU's own predictions
+        # additive: a subset of the kinds is the sum of their scores, so no kind dropout is needed to read one
+        self.text_selection = TextSelection(kinds)
 
     def training_stages(self) -> list[Stage]:
         return series_then_text(self.series, self.text, "text_learning_rate")
@@ -47,11 +48,12 @@ class LateFusion(nn.Module):
     def text_score(self, notes=None, notes_mask=None, summary=None, summary_mask=None, knowledge=None,
                    knowledge_mask=None, nodes=None, nodes_mask=None) -> torch.Tensor:
         """The sum of each text token's score, per stay; masked slots count zero."""
-        tokens = {"notes": (notes, notes_mask), "summary": (summary, summary_mask),
-                  "knowledge": (knowledge, knowledge_mask), "nodes": (nodes, nodes_mask)}
+        vectors_of = {"notes": notes, "summary": summary, "knowledge": knowledge, "nodes": nodes}
+        given = {"notes": notes_mask, "summary": summary_mask, "knowledge": knowledge_mask, "nodes": nodes_mask}
+        masks = self.text_selection({kind: given[kind] for kind in self.text})
         total = 0.0
         for kind, score in self.text.items():
-            vectors, mask = tokens[kind]
+            vectors, mask = vectors_of[kind], masks[kind]
             scores = score(vectors).squeeze(-1) * mask.to(vectors.dtype)
             total = total + (scores.sum(dim=1) if scores.dim() == 2 else scores)
         return total

@@ -23,9 +23,11 @@ class Stage:
     module: nn.Module
     selection: str  # "auprc" or "loss"
     rate: str = "learning_rate"
+    chooses_text: bool = False  # scores its start as epoch 0 and chooses the text kinds to keep (train.py)
 
 
 def series_then_text(series: nn.Module, text: nn.Module, text_rate: str) -> list[Stage]:
     """The two stages: the series model by validation AUPRC, as the baseline; then the text side by validation log
-    loss, which is smooth where the AUPRC of a few dozen validation deaths is a step function."""
-    return [Stage("series", series, "auprc"), Stage("text", text, "loss", text_rate)]
+    loss, which is smooth where the AUPRC of a few dozen validation deaths is a step function. The text stage
+    starts from the GRU's own predictions, scores them as epoch 0, and keeps text only where it beats them."""
+    return [Stage("series", series, "auprc"), Stage("text", text, "loss", text_rate, chooses_text=True)]

