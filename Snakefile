@@ -39,6 +39,7 @@ include: "workflow/rules/external.smk"
 include: "workflow/rules/scarcity.smk"
 include: "workflow/rules/folds.smk"
 include: "workflow/rules/meds.smk"
+include: "workflow/rules/manifest.smk"
 
 
 rule all:

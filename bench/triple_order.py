@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +35,14 @@ sys.path.insert(0, str(REPO / "bench"))
 from emerge_ehr import knowledge  # noqa: E402
 from emerge_ehr.data.synthetic import NOTE_ONLY  # noqa: E402
 from emerge_ehr.kg.retrieve import CLINICAL_TYPES  # noqa: E402
+from emerge_ehr.settings import complete  # noqa: E402
+from emerge_ehr.text.encoder import EncoderSettings  # noqa: E402
 from synthetic_signal import probe_auroc  # noqa: E402
 
 
 def _settings() -> dict:
     """The retrieval, encoder and embedding settings of the default config (the evidence config keeps them)."""
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    return complete(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
 
 
 def triple_stats(context: pl.DataFrame, edges: pl.DataFrame) -> dict[str, float]:
@@ -61,7 +64,7 @@ def run(workdir: Path, dataset: str, fold: int, out_dir: Path) -> str:
     results = workdir / "results" / dataset
     fitted = results / "folds" / f"fold{fold}" if (results / "folds").exists() else results
     kg_dir = workdir / "resources" / "kg" / config["knowledge_graph"]["name"]
-    encoder = {k: config["text_encoder"][k] for k in ("model", "batch_size", "device", "dtype")}
+    encoder = asdict(EncoderSettings.from_config(config))
     cohort = pl.read_parquet(fitted / "cohort.parquet").with_row_index("row")
     truth = pl.read_parquet(workdir / "resources" / "synthetic" / dataset / "ground_truth.parquet")
     stays = cohort.join(truth.select("stay_id", "conditions"), on="stay_id", how="left")

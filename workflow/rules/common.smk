@@ -382,30 +382,48 @@ def meds_targets(name):
         for task in config["tasks"] for model in config["models"] for seed in config["train"]["seeds"]]
 
 
+def manifest_sources(name):
+    """The files a dataset is read from (hashed into its manifest): the generator's tables of a synthetic one."""
+    if dataset_config(name)["kind"] == "synthetic":
+        layout = dataset_layout(name)
+        return [f"{synthetic_root(name)}/{stem}" for stem in synthetic_files(layout)]
+    if dataset_layout(name) == "meds":
+        from emerge_ehr.meds.reader import data_files
+
+        return [str(p) for p in data_files(dataset_root(name))]
+    return [str(p) for table in SOURCE_TABLES
+            for p in source_files(dataset_root(name), dataset_layout(name), table, notes_root(name))]
+
+
 def all_targets():
+    """Every dataset's outputs, and last its run manifest."""
+    return [path for name in config["datasets"] for path in dataset_targets(name) + [f"results/{name}/manifest.json"]]
+
+
+def dataset_targets(name):
+    """What the default target builds for one dataset (its manifest aside)."""
     targets = []
-    for name in config["datasets"]:
-        targets += [
-            f"results/{name}/cohort.parquet",
-            f"results/{name}/notes.parquet",
-            f"results/{name}/metrics/summary.md",
-            f"results/{name}/metrics/paper_table.md",
-            f"results/{name}/metrics/ablations.md",
-        ]
-        if FOLDS == 1:  # with folds, each fold retrieves and summarises with its own fitted z-scores
-            targets += [f"results/{name}/context.parquet"]
-            targets += [f"results/{name}/{SUMMARY_FILES[method]}" for method in SUMMARY_METHODS]
-        targets += [f"results/{name}/plots/{task}/roc.png" for task in config["tasks"]]
-        targets += [f"results/{name}/metrics/subgroups/{task}.md" for task in config["tasks"]]
-        targets += [f"results/{name}/plots/{task}/decision_curve.png" for task in config["tasks"]]
-        targets.append(f"results/{name}/model_card.md")
-        targets += [f"results/{name}/metrics/external/{train}.md" for train, test in EXTERNAL_PAIRS if test == name]
-        if EXPLAINED:
-            targets += [f"results/{name}/explanations/{task}.md" for task in config["tasks"]]
-        if config["scarcity"]["models"]:
-            targets += [f"results/{name}/plots/{task}/scarcity.png" for task in config["tasks"]]
-        if dataset_config(name)["kind"] == "synthetic":
-            targets.append(f"results/{name}/entity_quality.md")
-        if meds_export_enabled(name):
-            targets += meds_targets(name)
+    targets += [
+        f"results/{name}/cohort.parquet",
+        f"results/{name}/notes.parquet",
+        f"results/{name}/metrics/summary.md",
+        f"results/{name}/metrics/paper_table.md",
+        f"results/{name}/metrics/ablations.md",
+    ]
+    if FOLDS == 1:  # with folds, each fold retrieves and summarises with its own fitted z-scores
+        targets += [f"results/{name}/context.parquet"]
+        targets += [f"results/{name}/{SUMMARY_FILES[method]}" for method in SUMMARY_METHODS]
+    targets += [f"results/{name}/plots/{task}/roc.png" for task in config["tasks"]]
+    targets += [f"results/{name}/metrics/subgroups/{task}.md" for task in config["tasks"]]
+    targets += [f"results/{name}/plots/{task}/decision_curve.png" for task in config["tasks"]]
+    targets.append(f"results/{name}/model_card.md")
+    targets += [f"results/{name}/metrics/external/{train}.md" for train, test in EXTERNAL_PAIRS if test == name]
+    if EXPLAINED:
+        targets += [f"results/{name}/explanations/{task}.md" for task in config["tasks"]]
+    if config["scarcity"]["models"]:
+        targets += [f"results/{name}/plots/{task}/scarcity.png" for task in config["tasks"]]
+    if dataset_config(name)["kind"] == "synthetic":
+        targets.append(f"results/{name}/entity_quality.md")
+    if meds_export_enabled(name):
+        targets += meds_targets(name)
     return targets

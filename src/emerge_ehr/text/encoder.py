@@ -31,7 +31,7 @@ PACKAGE_PREFIX = "package:"
 @dataclass(frozen=True)
 class EncoderSettings:
     model: str
-    batch_size: int
+    batch_tokens: int  # tokens per encoder call, padding included (call_rows)
     device: str
     dtype: str  # auto: bfloat16 where the device computes it natively, else float32
 
@@ -43,6 +43,26 @@ class EncoderSettings:
     def from_config(cls, config: dict, **values) -> "EncoderSettings":
         """From the validated configuration (every default filled by the schema); ``values`` override it."""
         return _settings(cls, config["text_encoder"], "text_encoder", **values)
+
+
+def padded_length(tokens: int, most: int) -> int:
+    """The length a text of ``tokens`` tokens is padded to: the next multiple of 8 up to 64 tokens, of 16 above
+    (few distinct call shapes, little padding), at most the encoder's ``most``.
+
+    >>> [padded_length(n, 256) for n in (3, 8, 9, 64, 65, 250)]
+    [8, 8, 16, 64, 80, 256]
+    """
+    step = 8 if tokens <= 64 else 16
+    return min(most, -(-tokens // step) * step)
+
+
+def call_rows(length: int, batch_tokens: int) -> int:
+    """Texts per encoder call for texts padded to ``length``: about ``batch_tokens`` tokens, 16 to 512 texts.
+
+    >>> call_rows(8, 16384), call_rows(128, 16384), call_rows(256, 2048)
+    (512, 128, 16)
+    """
+    return max(16, min(512, batch_tokens // length))
 
 
 def resolve_model(model: str) -> str:
@@ -93,31 +113,48 @@ class TextEncoder:
         self.settings = settings
         self.dtype, reason = choose_format(settings.dtype, device)
         log.info("text encoder on %s in %s: %s", device, self.dtype, reason)
-        # vectors of another number format are not reused from the cache nor mixed into an index
-        self.identity = model_identity(settings.model) + ("" if self.dtype == "float32" else f"-{self.dtype}")
+        # vectors of another number format or call shape are not reused from the cache nor mixed into an index
+        self.identity = (model_identity(settings.model) + ("" if self.dtype == "float32" else f"-{self.dtype}")
+                         + f"-calls{settings.batch_tokens}")
         self.model = SentenceTransformer(resolve_model(settings.model), device=device,
                                          model_kwargs={"dtype": getattr(torch, self.dtype)})
         self.dimension = int(self.model.get_embedding_dimension())
+        self.max_length = int(self.model.max_seq_length)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit vectors of ``texts``, in batches of texts with the same number of tokens.
+        """Unit vectors of ``texts``; each text's vector depends on the text alone, never on the other texts of
+        the call (batch-invariant).
 
-        sentence-transformers batches by character length, which for clinical terms (split into many word
-        pieces) pads a third of every batch; batching by token count leaves almost no padding and makes the
-        index build 1.3x faster in float32 (docs/PERFORMANCE.md). Vectors do not depend on the batch.
+        A CPU's (and a GPU's) matrix kernels sum in an order that depends on the shape of the call, so a text
+        embedded beside others of another count or length gets other last bits. Each text is therefore embedded in
+        a call of a shape fixed by its own token count: padded to ``padded_length`` and stacked with texts of that
+        length into ``calls_rows`` rows, the last call of a length filled up with copies of its first text. A
+        resumed job, a job that finds some texts in the cache, and one that embeds them all get the same vectors
+        (measured: docs/PERFORMANCE.md, "Reproducibility"). Calls of similar length waste little padding.
         """
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        order = np.argsort(self.token_counts(texts), kind="stable")
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        size = self.settings.batch_size
-        for start in range(0, len(texts), size):
-            batch = order[start : start + size]
-            vectors[batch] = self.model.encode([texts[i] for i in batch], batch_size=size, normalize_embeddings=True,
-                                               show_progress_bar=False, convert_to_numpy=True)
-        if self.dtype != "float32":  # unit length again after rounding, so inner product stays cosine
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        by_length: dict[int, list[int]] = {}
+        for i, count in enumerate(self.token_counts(texts)):
+            by_length.setdefault(padded_length(int(count), self.max_length), []).append(i)
+        for length, rows in sorted(by_length.items()):
+            size = call_rows(length, self.settings.batch_tokens)
+            for start in range(0, len(rows), size):
+                chunk = rows[start : start + size]
+                call = [texts[i] for i in chunk] + [texts[chunk[0]]] * (size - len(chunk))
+                vectors[chunk] = self._embed_call(call, length)[: len(chunk)]
         return vectors
+
+    def _embed_call(self, texts: list[str], length: int) -> np.ndarray:
+        """One call of the model on texts padded to ``length`` tokens: unit float32 vectors (unit length again
+        after any rounding to a lower format, so that inner product is cosine)."""
+        import torch
+
+        features = self.model.tokenizer(texts, padding="max_length", truncation=True, max_length=length,
+                                        return_tensors="pt")
+        with torch.inference_mode():
+            out = self.model({name: value.to(self.model.device) for name, value in features.items()})
+            vectors = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=1)
+        return vectors.cpu().numpy()
 
     def token_counts(self, texts: list[str]) -> np.ndarray:
         """Tokens per text as the model reads it (truncated at its maximum length)."""
