@@ -124,6 +124,8 @@ def test_split_is_by_patient_and_seeded():
     cohort_a, _ = run(CohortSettings.from_config(DEFAULTS, split_seed=1))
     cohort_b, _ = run(CohortSettings.from_config(DEFAULTS, split_seed=1))
     assert cohort_a.get_column("split").to_list() == cohort_b.get_column("split").to_list()
+    other = run(CohortSettings.from_config(DEFAULTS, split_seed=0))[0]
+    assert other.get_column("split").to_list() != cohort_a.get_column("split").to_list()  # the seed is used
     per_patient = cohort_a.group_by("subject_id").agg(pl.col("split").n_unique())
     assert per_patient.get_column("split").max() == 1
 

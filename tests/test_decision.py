@@ -37,8 +37,10 @@ def test_calibration_bins_cover_every_stay():
     assert predicted.mean() == pytest.approx(p.mean(), abs=1e-9)  # equal-count bins: the mean of the bin means
 
 
-def test_a_test_split_with_one_outcome_gives_no_curve_and_says_why(tmp_path):
+def test_a_test_split_with_one_outcome_gives_no_curve_and_says_why(tmp_path, caplog):
     from emerge_ehr.report_stages import decision_curves
+
+    caplog.set_level("INFO")
 
     run = tmp_path / "gru" / "seed0"
     run.mkdir(parents=True)
@@ -48,3 +50,4 @@ def test_a_test_split_with_one_outcome_gives_no_curve_and_says_why(tmp_path):
     decision_curves({"gru": [str(run / "predictions.parquet")]}, "mortality", str(tmp_path / "nb.csv"),
                     str(tmp_path / "nb.png"))
     assert pl.read_csv(tmp_path / "nb.csv").is_empty() and (tmp_path / "nb.png").stat().st_size > 1000
+    assert "decision curves mortality: n/a: 3 labelled test stays, none positive" in caplog.text

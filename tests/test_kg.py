@@ -161,10 +161,14 @@ def test_primekg_fixture(tmp_path):
 
 
 def test_primekg_parquet_variant(tmp_path):
+    """kg.parquet in place of kg.csv: the same graph, every node and edge."""
     root = write_primekg_fixture(tmp_path / "primekg")
+    build_primekg(root, tmp_path / "from_csv")
     pl.read_csv(root / "kg.csv", infer_schema=False).write_parquet(root / "kg.parquet")
     (root / "kg.csv").unlink()
-    assert build_primekg(root, tmp_path / "kg")["nodes"] == len(NODES)
+    assert build_primekg(root, tmp_path / "from_parquet")["nodes"] == len(NODES)
+    for name in ("nodes.parquet", "edges.parquet"):
+        assert pl.read_parquet(tmp_path / "from_parquet" / name).equals(pl.read_parquet(tmp_path / "from_csv" / name))
 
 
 def test_primekg_missing_file(tmp_path):

@@ -253,6 +253,13 @@ def test_retrieval_respects_windows_negation_family_and_limits():
     # Readmission may use note b: liver cirrhosis (2) is now in the running, but the top two stay the same.
     assert row[("readmission", 1)]["node_names"] == ["Tachycardia", "Heart failure"]
     assert row[("mortality", 2)]["node_names"] == []  # family history only
+    # Without the limit: note b (after mortality's prediction time) counts for readmission only, and the negated
+    # fever for neither.
+    wide = build_context(entities, notes, abnormal, aligned, NODES, EDGES.lazy(), ["mortality", "readmission"],
+                         pl.Series([1, 2, 3]), RetrieveSettings.from_config(DEFAULTS, max_triples=1, seed=0))
+    names = {(r["task"], r["stay_id"]): r["node_names"] for r in wide.iter_rows(named=True)}
+    assert names[("mortality", 1)] == ["Tachycardia", "Heart failure", "Pneumonia"]
+    assert names[("readmission", 1)] == ["Tachycardia", "Heart failure", "Liver cirrhosis", "Pneumonia"]
     assert row[("mortality", 3)]["abnormal_features"] == [] and row[("mortality", 3)]["definitions"] == ""
     assert row[("mortality", 1)]["abnormal_features"] == ["heart rate too high"]
     assert row[("mortality", 1)]["triples"].count("\n") == 1  # one triple for each of the two nodes

@@ -258,7 +258,9 @@ def test_the_runner_reports_progress_of_backends_that_do_not(tmp_path, caplog):
 def test_remote_hosts_are_refused_unless_allowed():
     with pytest.raises(ValueError, match="not a loopback address"):
         OpenAIBackend(LLMSettings.from_config(DEFAULTS, backend="openai", base_url="http://192.0.2.10:8000/v1"))
-    assert OpenAIBackend(LLMSettings.from_config(DEFAULTS, backend="openai", base_url="http://192.0.2.10:8000/v1", allow_remote=True))
+    allowed = OpenAIBackend(LLMSettings.from_config(DEFAULTS, backend="openai", base_url="http://192.0.2.10:8000/v1",
+                                                    allow_remote=True))
+    assert allowed.identity == "openai:resources/models/smollm2-135m-instruct@192.0.2.10:8000"
     assert is_loopback("http://127.0.0.1:8000/v1") and is_loopback("http://localhost:9/v1")
     assert not is_loopback("http://example.invalid/v1")
 

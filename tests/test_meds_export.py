@@ -236,10 +236,12 @@ def _labelled(n: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     return labels, stays
 
 
-def _run(path, stays: pl.DataFrame, labels: pl.DataFrame, split: list[str], summary: dict) -> str:
+def _run(path, stays: pl.DataFrame, labels: pl.DataFrame, split: list[str], summary: dict,
+         flipped: bool = False) -> str:
     path.mkdir(parents=True)
     rows = stays.join(labels, on=["subject_id", "prediction_time"])
     probability = pl.Series("probability", np.linspace(0.05, 0.95, rows.height))
+    probability = 1 - probability if flipped else probability  # another fold's model predicts otherwise
     rows.select("stay_id", pl.Series("split", split), pl.col("boolean_value").cast(pl.Int8).alias("label"),
                 probability).write_parquet(path / "predictions.parquet")
     (path / "summary.json").write_text(json.dumps(summary))
@@ -251,11 +253,17 @@ def test_folds_are_pooled_out_of_fold_and_a_skipped_model_writes_no_rows_and_its
     labels.write_parquet(tmp_path / "labels.parquet")
     stays.write_parquet(tmp_path / "stays.parquet")
     halves = [["test"] * 6 + ["val"] * 6, ["val"] * 6 + ["test"] * 6]
-    folds = [_run(tmp_path / f"fold{k}", stays, labels, halves[k], {"train_stays": 6}) for k in range(2)]
+    folds = [_run(tmp_path / f"fold{k}", stays, labels, halves[k], {"train_stays": 6}, flipped=k == 1)
+             for k in range(2)]
     write_predictions(folds, tmp_path / "labels.parquet", tmp_path / "stays.parquet", tmp_path / "pooled.parquet")
     pooled = pq.read_table(tmp_path / "pooled.parquet")
     PredictionSchema.validate(pooled)
     assert pl.from_arrow(pooled).select("subject_id", "prediction_time", "boolean_value").equals(labels)
+    # each stay's prediction is the one of the fold that tested it: the first six from fold 0, the rest from fold 1
+    grid = np.linspace(0.05, 0.95, 12)
+    expected = np.concatenate([grid[:6], 1 - grid[6:]]).astype(np.float32)
+    np.testing.assert_array_equal(pl.from_arrow(pooled).get_column("predicted_boolean_probability").to_numpy(),
+                                  expected)
     skipped = _run(tmp_path / "skipped", stays, labels, ["test"] * 12, {"skipped": "no stay has a note"})
     write_predictions(skipped, tmp_path / "labels.parquet", tmp_path / "stays.parquet", tmp_path / "none.parquet")
     empty = pq.read_table(tmp_path / "none.parquet")

@@ -105,6 +105,7 @@ def test_mimic3_chart_errors_are_dropped(tmp_path):
     )
     out = tmp_path / "chartevents.parquet"
     assert convert(tmp_path, "mimic3", "chartevents", out) == 1
+    assert pl.read_parquet(out).get_column("valuenum").to_list() == [80.0]  # the row without ERROR kept
 
 
 @pytest.mark.parametrize("case", [str.lower, str.upper])

@@ -47,11 +47,17 @@ def test_deterministic_given_a_seed_and_learns(tmp_path):
 
 
 def test_unlabelled_stays_are_left_out(tmp_path):
+    """Stays not at risk (no label) in each split: not trained on, not predicted, and not scored."""
     x, y, splits, ids = planted(120)
-    y[:10] = np.nan
-    train(x, y, splits, ids, train_settings(hidden_size=8, max_epochs=2, device="cpu"), tmp_path)
-    predicted = pl.read_parquet(tmp_path / "predictions.parquet").get_column("stay_id")
-    assert predicted.len() == int((splits != "train").sum())
+    missing = [0, 1, 72, 73, 96, 97]  # two of the training, validation and test rows each
+    assert [splits[i] for i in missing] == ["train", "train", "val", "val", "test", "test"]
+    y[missing] = np.nan
+    summary = train(x, y, splits, ids, train_settings(hidden_size=8, max_epochs=2, device="cpu"), tmp_path)
+    predictions = pl.read_parquet(tmp_path / "predictions.parquet")
+    assert not set(predictions.get_column("stay_id")) & set(ids[missing])
+    assert predictions.height == int((splits != "train").sum()) - 4
+    assert summary["train_stays"] == int((splits == "train").sum()) - 2
+    assert predictions.get_column("probability").is_finite().all() and np.isfinite(summary["best_val_score"])
 
 
 def test_missing_cuda_is_an_error_not_a_silent_fallback():
