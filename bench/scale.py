@@ -137,8 +137,7 @@ def trainings(results: Path) -> dict:
     for path in results.glob("models/*/*/seed*/summary.json"):
         summary = json.loads(path.read_text())
         task, model = path.parts[-4], path.parts[-3]
-        found[f"{task}/{model}"] = {k: summary.get(k) for k in ("epochs_run", "best_epoch", "train_stays",
-                                                                 "stays_per_second", "stages")}
+        found[f"{task}/{model}"] = {k: summary.get(k) for k in ("epochs_run", "best_epoch", "train_stays", "stages")}
     return found
 
 

@@ -293,7 +293,8 @@ def test_llm_entities_of_no_notes_is_an_empty_table_without_calls(tmp_path):
                  {"chunk_words": 100, "max_chunks": 2, "max_tokens": 32}, str(tmp_path), str(tmp_path / "e.parquet"),
                  str(tmp_path / "e.json"))
     assert pl.read_parquet(tmp_path / "e.parquet").height == 0
-    assert json.loads((tmp_path / "e.json").read_text())["calls"] == 0
+    assert json.loads((tmp_path / "e.json").read_text()) == {"prompts": 0, "retries": 0, "failures": 0,
+                                                            "failure_reasons": {}}
 
 
 @pytest.mark.slow

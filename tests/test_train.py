@@ -99,3 +99,16 @@ def test_subsampling_is_stratified_nested_and_leaves_val_and_test_alone():
     assert np.array_equal(kept[1.0], splits)
     with pytest.raises(ValueError, match="fraction"):
         subsample_training(splits, labels, 0.0, seed=0)
+
+
+def test_training_asks_pytorch_for_deterministic_kernels():
+    """What a GPU needs for the same numbers twice (cuBLAS workspace, cuDNN without autotuning); set on a CPU too,
+    where they are harmless."""
+    import os
+
+    from emerge_ehr.model.train import seed_everything
+
+    seed_everything(0)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+    assert not torch.backends.cudnn.benchmark

@@ -32,9 +32,11 @@ class RunStats:
     seconds: float = 0.0
     failure_reasons: dict = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
-        return self.__dict__ | {"prompts_per_second": self.calls / self.seconds if self.seconds else None,
-                                "tokens_per_second": self.generated_tokens / self.seconds if self.seconds else None}
+    def outcome(self) -> dict:
+        """What the answers were (the stage's stats file): the same in every run of the same prompts, however much
+        came from the cache and however long it took, which the job's log says instead."""
+        return {"prompts": self.prompts, "retries": self.retries, "failures": self.failures,
+                "failure_reasons": dict(sorted(self.failure_reasons.items()))}
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,8 @@ def run(requests: list[Request], backend, cache: AnswerCache, settings: LLMSetti
             stats.failure_reasons[result.error] = stats.failure_reasons.get(result.error, 0) + 1
     stats.seconds = time.perf_counter() - started
     log.info(
-        "%s: %d prompts, %d cache hits, %d LLM calls, %d retries, %d failures %s, %d tokens in %.1f s",
+        "%s: %d prompts, %d cache hits, %d LLM calls, %d retries, %d failures %s, %d tokens in %.1f s (%s prompts/s)",
         label, stats.prompts, stats.cache_hits, stats.calls, stats.retries, stats.failures, stats.failure_reasons,
-        stats.generated_tokens, stats.seconds,
+        stats.generated_tokens, stats.seconds, f"{stats.calls / stats.seconds:.2f}" if stats.seconds else "-",
     )
     return results, stats

@@ -38,7 +38,7 @@ def _run(requests, llm: dict, cache_dir: str, label: str, stats_out: str):
     backend = make_backend(settings)
     with AnswerCache(Path(cache_dir) / "llm-answers", writer=stats_out) as cache:
         results, stats = run(requests, backend, cache, settings, label)
-    Path(stats_out).write_text(json.dumps(stats.as_dict(), indent=2) + "\n")
+    Path(stats_out).write_text(json.dumps(stats.outcome(), indent=2) + "\n")
     return results
 
 

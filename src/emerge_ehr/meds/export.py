@@ -287,9 +287,10 @@ def etl_version() -> str:
 
 
 def dataset_metadata(name: str) -> dict:
+    # no created_at (optional in MEDS): two runs of one configuration write the same bytes; the run manifest
+    # (results/{dataset}/manifest.json) says when and with what the run was made
     metadata = {"dataset_name": name, "etl_name": "emerge_ehr", "etl_version": etl_version(),
-                "meds_version": meds.__version__, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                "raw_source_id_columns": list(EXTENSION_COLUMNS)}
+                "meds_version": meds.__version__, "raw_source_id_columns": list(EXTENSION_COLUMNS)}
     meds.DatasetMetadataSchema.validate(metadata)
     return metadata
 

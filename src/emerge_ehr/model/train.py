@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -30,10 +31,10 @@ from emerge_ehr.model.train_settings import TrainSettings
 log = logging.getLogger(__name__)
 
 PREDICTION_SCHEMA = {"stay_id": pl.Int64, "split": pl.String, "label": pl.Int8, "probability": pl.Float64}
-# One row per epoch (epoch 0: a text stage's start) and, in a stage that chooses its text, per choice of text kinds
+# One row per epoch (epoch 0: a text stage's start) and, in a stage that chooses its text, per choice of text kinds;
+# no timings (the job's log has them): a run's outputs are the same bytes every time
 HISTORY_SCHEMA = {"stage": pl.String, "epoch": pl.Int64, "inputs": pl.String, "train_loss": pl.Float64,
-                  "val_auprc": pl.Float64, "val_auroc": pl.Float64, "val_log_loss": pl.Float64,
-                  "seconds": pl.Float64, "stays_per_second": pl.Float64}
+                  "val_auprc": pl.Float64, "val_auroc": pl.Float64, "val_log_loss": pl.Float64}
 # Predictions of each choice of text kinds a text stage scored, at its best epoch (text_choices.parquet)
 CHOICE_SCHEMA = {"stay_id": pl.Int64, "split": pl.String, "label": pl.Int8, "inputs": pl.String,
                  "probability": pl.Float64}
@@ -49,9 +50,16 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seeds, and the settings under which PyTorch computes the same numbers twice on one machine: on a GPU,
+    cuBLAS with a fixed workspace (set before CUDA starts in this process), cuDNN without autotuning and with its
+    deterministic algorithms. An operation that has no deterministic kernel warns in the job's log rather than
+    failing the job (docs/PERFORMANCE.md, "Reproducibility")."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
@@ -87,12 +95,11 @@ def _stages(model: nn.Module) -> list[Stage]:
     return model.training_stages() if hasattr(model, "training_stages") else [Stage("all", model, "auprc")]
 
 
-def _history_row(stage: Stage, epoch: int, kinds, train_loss: float | None, y_val: np.ndarray, p_val: np.ndarray,
-                 seconds: float, stays: int) -> dict:
+def _history_row(stage: Stage, epoch: int, kinds, train_loss: float | None, y_val: np.ndarray,
+                 p_val: np.ndarray) -> dict:
     return {"stage": stage.name, "epoch": epoch, "inputs": None if kinds is None else subset_name(kinds),
             "train_loss": train_loss, "val_auprc": auprc(y_val, p_val), "val_auroc": auroc(y_val, p_val),
-            "val_log_loss": float(np.mean(_log_losses(y_val, p_val))), "seconds": seconds,
-            "stays_per_second": stays / seconds if seconds else None}
+            "val_log_loss": float(np.mean(_log_losses(y_val, p_val)))}
 
 
 def _fit_stage(model: nn.Module, stage: Stage, x: dict[str, torch.Tensor], y: torch.Tensor, labels: np.ndarray,
@@ -119,12 +126,12 @@ def _fit_stage(model: nn.Module, stage: Stage, x: dict[str, torch.Tensor], y: to
     start = copy.deepcopy(stage.module.state_dict())
     best: dict[tuple | None, Candidate] = {}
 
-    def score(epoch: int, kinds, train_loss: float | None, seconds: float) -> bool:
+    def score(epoch: int, kinds, train_loss: float | None) -> bool:
         if selection is not None:
             selection.keep(kinds)
         p_val = _predict(model, x, parts["val"], settings.batch_size, device)
         value = _selection_score(y_val, p_val, stage.selection)
-        history.append(_history_row(stage, epoch, kinds, train_loss, y_val, p_val, seconds, len(train_idx)))
+        history.append(_history_row(stage, epoch, kinds, train_loss, y_val, p_val))
         if kinds in best and value <= best[kinds].score:
             return False
         best[kinds] = Candidate(kinds, epoch, value, _log_losses(y_val, p_val),
@@ -132,7 +139,7 @@ def _fit_stage(model: nn.Module, stage: Stage, x: dict[str, torch.Tensor], y: to
         return True
 
     if selection is not None:  # epoch 0: the start, which is the GRU
-        score(0, (), None, 0.0)
+        score(0, (), None)
     stale = 0
     for epoch in range(1, settings.max_epochs + 1):
         started = time.perf_counter()
@@ -152,9 +159,9 @@ def _fit_stage(model: nn.Module, stage: Stage, x: dict[str, torch.Tensor], y: to
             optimiser.step()
             total += loss.item() * len(batch)
         seconds = time.perf_counter() - started
-        improved = [score(epoch, kinds, total / len(order), seconds) for kinds in choices]
-        log.info("%s epoch %d/%d train_loss=%.4f val_auprc=%.4f (%.1f s)", stage.name, epoch, settings.max_epochs,
-                 total / len(order), history[-1]["val_auprc"], seconds)
+        improved = [score(epoch, kinds, total / len(order)) for kinds in choices]
+        log.info("%s epoch %d/%d train_loss=%.4f val_auprc=%.4f (%.1f s, %.0f stays/s)", stage.name, epoch,
+                 settings.max_epochs, total / len(order), history[-1]["val_auprc"], seconds, len(order) / seconds)
         stale = 0 if any(improved) else stale + 1
         if stale >= settings.patience:
             log.info("%s: early stop after epoch %d", stage.name, epoch)
@@ -274,9 +281,7 @@ def train(
         **({"stages": stages} if len(stages) > 1 else {}),
         **({"text_kept": list(selection.kept_kinds())} if selection is not None else {}),
         **({"text_masked": masked} if masked else {}),
-        "device": str(device), "train_stays": len(parts["train"]),
-        "stays_per_second": float(np.mean([row["stays_per_second"] for row in trained if row["stays_per_second"]])),
-        "settings": asdict(settings),
+        "device": str(device), "train_stays": len(parts["train"]), "settings": asdict(settings),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
