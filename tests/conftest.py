@@ -55,3 +55,25 @@ def demo_meds(tmp_path_factory, tool_venv) -> Path:
     tools.meds_extract(MIMIC4_DEMO, out, dataset_key="demo", log=out.parent / "meds_extract.log")
     print(f"MEDS-Extract on the demo: {time.perf_counter() - started:.1f} s")
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_run(tmp_path_factory) -> Path:
+    """The tiny configuration with the LLM stages (tests/configs/tiny-llm.yaml), run once from scratch without
+    interruption; tests that change it work on a copy (``copy_run``)."""
+    pytest.importorskip("vllm")
+    from workflow_helpers import load_config, snakemake
+
+    workdir = tmp_path_factory.mktemp("tinyllm")
+    snakemake(workdir, load_config("tiny-llm.yaml", workdir))
+    return workdir
+
+
+def copy_run(workdir: Path, to: Path) -> Path:
+    """A copy of a run's working directory (results, logs, cache, Snakemake's records) to change in tests."""
+    import shutil
+
+    shutil.copytree(workdir, to, symlinks=True)
+    config = to / "config.yaml"
+    config.write_text(config.read_text().replace(str(workdir), str(to)))
+    return to

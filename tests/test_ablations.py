@@ -55,3 +55,34 @@ def test_claims_are_paired_differences_with_an_mde_and_missing_models_are_left_o
 def test_the_mde_is_the_power_analysis_of_a_normal_difference():
     assert minimal_detectable_effect(1.0, 0.95, 0.8) == pytest.approx(1.959964 + 0.841621, abs=1e-5)
     assert minimal_detectable_effect(2.0, 0.95, 0.5) == pytest.approx(2 * 1.959964, abs=1e-5)
+
+
+def test_a_staged_model_that_kept_no_text_in_some_folds_is_said_so_per_fold(tmp_path):
+    """With folds, each fold's text stage chooses on its own validation split: the tables say which kept what,
+    and a model that kept no text anywhere is named as predicting as its GRU."""
+    from emerge_ehr.evaluate.report import evaluate_predictions, paper_markdown, paper_table, write_json
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(N) < 0.2).astype(float)
+    kept = {"emerge_knowledge": [["notes", "knowledge"], [], ["notes"]], "ts_note": [[], [], []], "gru": None}
+    for model, per_fold in kept.items():
+        for fold in range(3):
+            out = tmp_path / f"folds/fold{fold}/models/mortality/{model}/seed0"
+            out.mkdir(parents=True)
+            rows = np.arange(fold, N, 3)
+            pl.DataFrame({"stay_id": rows, "split": "test", "label": y[rows].astype(np.int8),
+                          "probability": rng.random(len(rows))}, schema=PREDICTION_SCHEMA).write_parquet(
+                out / "predictions.parquet")
+            stages = {} if per_fold is None else {"stages": {"series": {}, "text": {"kept": per_fold[fold]}}}
+            (out / "summary.json").write_text(json.dumps({"train_stays": 100} | stages))
+    rows = ablation_rows(tmp_path, ["mortality"], list(kept), 3, [0], 50, 0.95, 0)
+    markdown = ablation_markdown(rows, 0.95, "pooled out of fold")
+    assert "emerge_knowledge, mortality: text kept per fold: 0 notes+knowledge, 1 none, 2 notes." in markdown
+    assert "ts_note, mortality: kept no text in any run: predicts as its GRU." in markdown
+    paths = []
+    for model in kept:
+        runs = [[tmp_path / f"folds/fold{k}/models/mortality/{model}/seed0/predictions.parquet" for k in range(3)]]
+        write_json(evaluate_predictions(runs, "mortality", model, 50, 0.95, 0), tmp_path / f"{model}.json")
+        paths.append(tmp_path / f"{model}.json")
+    paper = paper_markdown(paper_table(paths, list(kept), ["mortality"]), ["mortality"], None, 0.95)
+    assert "emerge_knowledge, mortality: text kept per fold: 0 notes+knowledge, 1 none, 2 notes." in paper

@@ -11,6 +11,7 @@ import subprocess
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from emerge_ehr.data.abnormal import ABNORMAL_SCHEMA
 from emerge_ehr.data.cohort import COHORT_COLUMNS
@@ -21,7 +22,7 @@ from emerge_ehr.kg.retrieve import CONTEXT_SCHEMA
 from emerge_ehr.llm.summarize import SUMMARY_COLUMNS
 
 from cohort_by_hand import mimic3_cohort
-from conftest import REPO
+from conftest import REPO, copy_run
 from workflow_helpers import SNAKEMAKE, load_config, planned_rules, snakemake, targets
 
 pytestmark = pytest.mark.slow
@@ -319,10 +320,9 @@ def llm_counts(workdir) -> dict[str, int]:
     return counts
 
 
-def test_llm_stages_run_the_real_engine_in_shards_and_rerun_without_calls(tmp_path):
-    pytest.importorskip("vllm")
-    config = load_config("tiny-llm.yaml", tmp_path)
-    snakemake(tmp_path, config)
+def test_llm_stages_run_the_real_engine_in_shards_and_rerun_without_calls(tiny_llm_run, tmp_path):
+    tmp_path = copy_run(tiny_llm_run, tmp_path / "run")
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
     results = tmp_path / "results" / "tinyllm"
     entities = pl.read_parquet(results / "entities.parquet")
     assert set(entities.get_column("method")) <= {"lexicon", "llm"} and entities.height > 0

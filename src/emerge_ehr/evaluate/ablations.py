@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import NormalDist
 
-from emerge_ehr.evaluate.report import evaluate_predictions
+from emerge_ehr.evaluate.report import evaluate_predictions, kept_text_note, text_kept
 
 # (claim, model, against): which comparison answers which of the paper's claims; a claim whose models the run
 # does not train is left out
@@ -60,8 +60,10 @@ def compare(results: Path, task: str, model: str, against: str, folds: int, seed
     result = evaluate_predictions(runs, task, model, resamples, level, seed, reference, against)
     if "skipped" in result or "metrics" not in result.get("versus_reference", {}):
         return None
+    kept = {name: kept_text_note(text_kept(model_runs(results, task, name, folds, seeds, percent)))
+            for name in (model, against)}
     row = {"task": task, "model": model, "against": against, "percent": percent, "test_stays": result["test_stays"],
-           "positives": result["positives"]}
+           "positives": result["positives"], "text_kept": {name: note for name, note in kept.items() if note}}
     for metric, d in result["versus_reference"]["metrics"].items():
         row |= {metric: 100 * d["difference"], f"{metric}_ci_low": 100 * d["ci_low"],
                 f"{metric}_ci_high": 100 * d["ci_high"], f"{metric}_mde": 100 * minimal_detectable_effect(d["std"], level)}
@@ -109,4 +111,6 @@ def ablation_markdown(rows: list[dict], level: float, evaluated_on: str) -> str:
             " marks an interval above zero, (below) one below zero. MDE: the smallest true AUPRC difference this run"
             " finds with its interval above zero 80 % of the time; an interval across zero with an MDE above the"
             " effect means the run is too small to decide.\n")
-    return "\n".join(lines) + "\n" + note
+    kept = {(row["task"], name): text for row in rows for name, text in row.get("text_kept", {}).items()}
+    notes = "".join(f"\n{name}, {task}: {text}.\n" for (task, name), text in kept.items())
+    return "\n".join(lines) + "\n" + note + notes
