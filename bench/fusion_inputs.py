@@ -9,6 +9,9 @@ choice's validation and test predictions (``text_choices.parquet``). This prints
 Nothing here is chosen on test: the test rows only show what the validation choice was worth.
 
     .venv/bin/python bench/fusion_inputs.py --configfile config/evidence.yaml > fusion_inputs.md
+    # models of an earlier run, each text kind masked at prediction (what a model leans on):
+    .venv/bin/python bench/fusion_inputs.py --configfile config/evidence.yaml --checkpoints before/ \
+        --models ts_note emerge_knowledge
 """
 
 from __future__ import annotations
@@ -55,9 +58,48 @@ def fold_lines(runs: list[tuple[str, Path]]) -> list[str]:
     return lines
 
 
-def pooled_lines(runs: list[tuple[str, Path]], resamples: int, level: float, seed: int) -> list[str]:
-    frames = [pl.read_parquet(path / "text_choices.parquet").filter(pl.col("split") == "test")
-              for _, path in runs if (path / "text_choices.parquet").exists()]
+def masked_choices(run: Path, data: Path, task: str) -> pl.DataFrame:
+    """For a checkpoint without ``text_choices.parquet`` (a model trained before stage two chose its text): its
+    test predictions with each subset of its text kinds read, the others masked for every stay (``none``: the text
+    side masked, not the GRU itself). Out of the distribution such a model was trained on, so a drop says what the
+    model leans on, not what a model trained without that input would score."""
+    import torch
+
+    from emerge_ehr.evaluate.explain import reads
+    from emerge_ehr.model.registry import build_model
+    from emerge_ehr.model.text_selection import subset_name, subsets
+    from emerge_ehr.stages import model_inputs
+
+    checkpoint = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+    settings = checkpoint["settings"]
+    model = build_model(settings["model"], checkpoint["n_inputs"], settings["hidden_size"], settings["dropout"],
+                        checkpoint["text_dim"], settings["heads"], settings["schedule"])
+    model.load_state_dict(checkpoint["state_dict"], strict=False)  # checkpoints of before the kept-kinds buffer
+    model.eval()
+    cohort = pl.read_parquet(data / "cohort.parquet")
+    rows = np.flatnonzero((cohort.get_column("split") == "test").to_numpy() & cohort.get_column(task).is_not_null()
+                          .to_numpy())
+    inputs = model_inputs(str(data / "features.npy"), str(data / f"embeddings/{task}.npz"), cohort.height)
+    batch = {name: torch.from_numpy(np.ascontiguousarray(array[rows])) for name, array in inputs.items()}
+    kinds = reads(model)
+    frames = []
+    for choice in [(), *subsets(kinds)]:
+        model.text_selection.keep(choice)
+        with torch.no_grad():
+            probability = torch.sigmoid(model(**batch).float()).numpy()
+        frames.append(pl.DataFrame({"stay_id": cohort.get_column("stay_id").to_numpy()[rows], "split": "test",
+                                    "label": cohort.get_column(task).to_numpy()[rows].astype(np.int8),
+                                    "inputs": subset_name(choice), "probability": probability.astype(np.float64)}))
+    return pl.concat(frames)
+
+
+def pooled_lines(runs: list[tuple[str, Path]], resamples: int, level: float, seed: int,
+                 data: dict[str, Path] | None = None, task: str | None = None) -> list[str]:
+    if data is not None:  # checkpoints without their choices: each subset masked at prediction
+        frames = [masked_choices(path, data[name], task) for name, path in runs]
+    else:
+        frames = [pl.read_parquet(path / "text_choices.parquet").filter(pl.col("split") == "test")
+                  for _, path in runs if (path / "text_choices.parquet").exists()]
     if not frames:
         return []
     tests = pl.concat(frames)
@@ -66,7 +108,8 @@ def pooled_lines(runs: list[tuple[str, Path]], resamples: int, level: float, see
     stays = by_choice["none"].get_column("stay_id")
     y = by_choice["none"].get_column("label").to_numpy().astype(float)
     indices = bootstrap_indices(len(y), resamples, seed)
-    lines = ["| choice | test AUROC | test AUPRC | AUPRC vs none (the GRU), paired CI |", "|---|---|---|---|"]
+    none = "none (text masked)" if data is not None else "none (the GRU)"
+    lines = [f"| choice | test AUROC | test AUPRC | AUPRC vs {none}, paired CI |", "|---|---|---|---|"]
     for choice, frame in by_choice.items():
         if not frame.get_column("stay_id").equals(stays):
             raise ValueError(f"choice {choice}: other test stays than the GRU's")
@@ -85,21 +128,35 @@ def main(argv=None) -> None:
     parser.add_argument("--dataset", help="default: the config's first dataset")
     parser.add_argument("--results", default=str(REPO / "results"), help="the run's results folder")
     parser.add_argument("--models", nargs="*", help="default: the run's staged fusion models")
+    parser.add_argument("--checkpoints", help="runs of models trained before stage two chose its text (a copy of"
+                        " results/{dataset}): their test predictions with each subset of text kinds masked")
     args = parser.parse_args(argv)
     settings = run_settings(args.configfile)
     evaluate, train = settings["evaluate"], settings["train"]
     dataset = args.dataset or next(iter(settings["datasets"]))
     results = Path(args.results) / dataset
+    folds = evaluate.get("folds", 1)
     for task in settings["tasks"]:
         for model in args.models or settings["models"]:
-            runs = run_dirs(results, task, model, evaluate.get("folds", 1), train["seeds"])
+            if args.checkpoints:
+                runs = run_dirs(Path(args.checkpoints), task, model, folds, train["seeds"])
+                data = {name: results / f"folds/fold{k}" if folds > 1 else results
+                        for name, k in zip((name for name, _ in runs), [k for _ in train["seeds"]
+                                                                        for k in range(folds)])}
+                if not all((path / "model.pt").exists() for _, path in runs):
+                    continue
+                print(f"## {model}, {task}: each subset of its text kinds masked at prediction\n")
+                print("\n".join(pooled_lines(runs, evaluate["bootstrap_resamples"], evaluate["confidence_level"],
+                                             evaluate["seed"], data, task)) + "\n")
+                continue
+            runs = run_dirs(results, task, model, folds, train["seeds"])
             if not all((path / "summary.json").exists() for _, path in runs):
                 continue
-            folds = fold_lines(runs)
-            if not folds:
+            lines = fold_lines(runs)
+            if not lines:
                 continue  # not a staged fusion model
             print(f"## {model}, {task}\n")
-            print("\n".join(folds + [""] + pooled_lines(runs, evaluate["bootstrap_resamples"],
+            print("\n".join(lines + [""] + pooled_lines(runs, evaluate["bootstrap_resamples"],
                                                         evaluate["confidence_level"], evaluate["seed"])) + "\n")
 
 
