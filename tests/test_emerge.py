@@ -11,7 +11,7 @@ import torch
 
 from emerge_ehr.model.emerge import CrossAttention, masked_mean
 from emerge_ehr.model.registry import build_model
-from emerge_ehr.model.train import TrainSettings, train
+from emerge_ehr.model.train import train
 from emerge_ehr.model.variants import JOINT_MODELS, NEURAL_MODELS, VARIANTS
 
 from conftest import train_settings

@@ -10,7 +10,6 @@ cohort stays' rows of ``events.parquet`` and notes those of ``notes.parquet``. E
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from pathlib import Path
