@@ -74,6 +74,21 @@ def test_integrated_gradients_sum_to_the_logit_minus_the_baseline(name):
         assert set(table.get_column("top_variables").explode()) <= {"v0", "v1", "v2", "v3", "c"}
 
 
+@pytest.mark.parametrize("name, kept", [("emerge", ["summary"]), ("emerge", []), ("emerge_knowledge_late", ["notes"])])
+def test_a_model_that_kept_some_of_its_text_is_explained_by_what_it_reads(name, kept):
+    """A staged model whose text stage kept some kinds (or none) reads only those: they are attributed, the others
+    are null, and the parts still sum to the logit (minus the baseline's)."""
+    model, inputs = _model(name), _inputs()
+    model.text_selection.keep(kept)
+    table = explain_rows(model, inputs, np.arange(STAYS), [f"v{i}" for i in range(4)] + ["c=a", "c=b"], steps=64)
+    for kind in ("notes", "summary", "knowledge", "nodes"):
+        assert (table.get_column(kind).null_count() == 0) == (kind in kept), kind
+    explained = table.select(pl.sum_horizontal(["series", *kept])).to_series().to_numpy()
+    logit = table.get_column("logit").to_numpy()
+    baseline = table.get_column("baseline_logit").fill_null(0.0).to_numpy()
+    assert np.abs(logit - baseline - explained).max() < 0.02
+
+
 def _trained_run(tmp_path, model, with_notes=True):
     """A model trained by the train stage on random data, laid out as the workflow lays out a run."""
     inputs = _inputs(1, with_notes)

@@ -87,15 +87,20 @@ def attribute(model: nn.Module, batch: dict[str, torch.Tensor], steps: int = 32)
     else:
         series = batch["series"]
         with_series = getattr(model, "use_series", True)  # note_only and the like do not read it
+        # the kinds a model has but did not keep: passed as they are (masked inside the model), not attributed
+        unread = [name for kind in getattr(getattr(model, "text_selection", None), "kinds", ()) if kind not in kinds
+                  for name in (kind, f"{kind}_mask")]
 
         def forward(*tensors):
             given = (series, *tensors) if not with_series else tensors
             tokens = dict(zip(kinds, given[1: 1 + len(kinds)]))
-            token_masks = {f"{kind}_mask": mask for kind, mask in zip(kinds, given[1 + len(kinds):])}
-            return model(given[0], **tokens, **token_masks)
+            rest = given[1 + len(kinds):]
+            token_masks = {f"{kind}_mask": mask for kind, mask in zip(kinds, rest)}
+            return model(given[0], **tokens, **token_masks, **dict(zip(unread, rest[len(kinds):])))
 
         inputs = ((series,) if with_series else ()) + tuple(batch[kind] for kind in kinds)
-        attributions, _ = _integrated_gradients(forward, inputs, masks, steps)
+        extra = masks + tuple(batch[name] for name in unread)  # captum repeats them for its internal batches
+        attributions, _ = _integrated_gradients(forward, inputs, extra, steps)
         features = attributions[0] if with_series else torch.zeros_like(series)
         slots = {kind: a.sum(dim=-1) if a.dim() == 3 else a.sum(dim=-1, keepdim=True)
                  for kind, a in zip(kinds, attributions[int(with_series):])}
