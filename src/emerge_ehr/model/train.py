@@ -140,6 +140,8 @@ def _fit_stage(model: nn.Module, stage: Stage, x: dict[str, torch.Tensor], y: to
 
     if selection is not None:  # epoch 0: the start, which is the GRU
         score(0, (), None)
+        if not choices:  # every kind the model reads is missing from training: nothing to fit
+            return best
     stale = 0
     for epoch in range(1, settings.max_epochs + 1):
         started = time.perf_counter()
