@@ -15,5 +15,7 @@ rule manifest:
         encoder=encoder_settings(),
     log:
         "logs/{dataset}/manifest.log",
+    conda:
+        "../../envs/data.yaml"
     script:
         "../scripts/manifest.py"

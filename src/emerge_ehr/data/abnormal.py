@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import yaml
 
@@ -48,14 +49,19 @@ def load_abnormal_terms(path: str | Path) -> AbnormalTerms:
 
 
 def training_distribution(events: pl.LazyFrame, cohort: pl.LazyFrame) -> pl.LazyFrame:
-    """Mean and standard deviation of each variable's charted values in the training split."""
+    """Mean and standard deviation of each variable's charted values in the training split.
+
+    Computed over each variable's values in sorted order: a parallel aggregation sums floats in an order that
+    changes from run to run, and the last bits of the z-scores with it."""
     train = cohort.filter(pl.col("split") == "train").select("stay_id")
-    return (
-        events.join(train, on="stay_id", how="semi")
-        .group_by("variable")
-        .agg(pl.col("value").mean().alias("mean"), pl.col("value").std().alias("std"))
-        .filter(pl.col("std") > 0)
-    )
+    values = events.join(train, on="stay_id", how="semi").select("variable", "value").sort("variable", "value")
+    rows = []
+    for group in values.collect().partition_by("variable", maintain_order=True):
+        sorted_values = group.get_column("value").to_numpy()
+        std = float(np.std(sorted_values, ddof=1)) if sorted_values.size > 1 else float("nan")
+        rows.append((group.item(0, "variable"), float(np.mean(sorted_values)), std))
+    schema = {"variable": pl.String, "mean": pl.Float64, "std": pl.Float64}
+    return pl.DataFrame(rows, schema=schema, orient="row").lazy().filter(pl.col("std") > 0)
 
 
 def abnormal_features(

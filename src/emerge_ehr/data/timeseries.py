@@ -149,6 +149,8 @@ def extract_events(
             pl.col("_value").alias("value"), pl.col("_category").alias("category"), "itemid", "source",
         )
         .cast(EVENT_SCHEMA)
+        # joins run in parallel and leave rows in any order: a total order makes two runs write the same bytes
+        .sort("stay_id", "charttime", "variable", "source", "itemid", "value", "category", nulls_last=True)
     )
 
 

@@ -72,6 +72,7 @@ def demographic_rows(patients: pl.LazyFrame) -> pl.LazyFrame:
     """``GENDER//{gender}`` without a time and ``MEDS_BIRTH``: MIMIC-III's date of birth, or as MEDS-Extract does
     for MIMIC-IV, 1 January of anchor_year - anchor_age.
 
+    >>> import datetime as dt
     >>> patients = pl.LazyFrame({"subject_id": [1, 2], "gender": ["F", "M"], "anchor_age": [60, None],
     ...     "anchor_year": [2150, None], "dob": [None, dt.datetime(2100, 5, 6)]})
     >>> rows = demographic_rows(patients).select("subject_id", "time", "code")
@@ -89,6 +90,7 @@ def demographic_rows(patients: pl.LazyFrame) -> pl.LazyFrame:
 def death_rows(patients: pl.LazyFrame, admissions: pl.LazyFrame) -> pl.LazyFrame:
     """``MEDS_DEATH`` at the earliest admission death time, else at the date of death (midnight).
 
+    >>> import datetime as dt
     >>> patients = pl.LazyFrame({"subject_id": [1, 2, 3], "dod": [dt.date(2150, 1, 3), dt.date(2151, 2, 1), None]})
     >>> admissions = pl.LazyFrame({"subject_id": [1, 2, 3], "deathtime": [dt.datetime(2150, 1, 3, 14), None, None]})
     >>> death_rows(patients, admissions).select("subject_id", "time", "code").sort("subject_id").collect().rows()
@@ -105,6 +107,7 @@ def admission_rows(admissions: pl.LazyFrame) -> pl.LazyFrame:
     converted tables keep neither admission type and location nor discharge location, only whether the patient
     died in hospital: the cohort's mortality label).
 
+    >>> import datetime as dt
     >>> admissions = pl.LazyFrame({"subject_id": [1, 1], "hadm_id": [10, 11],
     ...     "admittime": [dt.datetime(2150, 1, 1), dt.datetime(2150, 3, 1)],
     ...     "dischtime": [dt.datetime(2150, 1, 9), dt.datetime(2150, 3, 5)],
@@ -124,6 +127,7 @@ def admission_rows(admissions: pl.LazyFrame) -> pl.LazyFrame:
 def icu_rows(icustays: pl.LazyFrame) -> pl.LazyFrame:
     """``ICU_ADMISSION//{first_careunit}`` at intime and ``ICU_DISCHARGE//{last_careunit}`` at outtime.
 
+    >>> import datetime as dt
     >>> icustays = pl.LazyFrame({"subject_id": [1], "hadm_id": [10], "stay_id": [100],
     ...     "first_careunit": ["MICU"], "last_careunit": [None],
     ...     "intime": [dt.datetime(2150, 1, 1)], "outtime": [dt.datetime(2150, 1, 4)]})
@@ -150,6 +154,7 @@ def measurement_rows(events: pl.LazyFrame, cohort: pl.LazyFrame, variables: list
     """The cohort stays' rows of ``events.parquet``: numeric_value is the value in the variable's unit, or for a
     categorical variable the category's score, with the category in text_value.
 
+    >>> import datetime as dt
     >>> variables = [Variable("heart_rate", "Heart Rate", "numeric", (220045,), unit="bpm"),
     ...              Variable("gcs_eye", "GCS eye", "categorical", (220739,))]
     >>> events = pl.LazyFrame({"stay_id": [100, 100, 999], "charttime": [dt.datetime(2150, 1, 1, 1)] * 3,
@@ -171,6 +176,7 @@ def note_rows(notes: pl.LazyFrame, cohort: pl.LazyFrame) -> pl.LazyFrame:
     """``NOTE//{category}`` with the text in text_value, for every note of ``notes.parquet`` (hadm_id set; no
     icustay_id: a note belongs to the admission, not only its ICU stay).
 
+    >>> import datetime as dt
     >>> notes = pl.LazyFrame({"stay_id": [100], "charttime": [dt.datetime(2150, 1, 2)], "category": ["Radiology"],
     ...     "text": ["CXR: clear."]})
     >>> cohort = pl.LazyFrame({"stay_id": [100], "subject_id": [1], "hadm_id": [10]})
@@ -186,6 +192,7 @@ def sort_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
     """Each subject's rows together and in time order, static rows (null time) first, ties by code; rows other
     than static ones without a time are dropped (MEDS events need one).
 
+    >>> import datetime as dt
     >>> rows = pl.LazyFrame({"subject_id": [2, 1, 1, 1], "code": ["B", "MEDS_BIRTH", "GENDER//F", "A"],
     ...     "time": [dt.datetime(2150, 1, 1), dt.datetime(2100, 1, 1), None, None]})
     >>> sort_rows(_rows(rows, pl.col("time"), pl.col("code"))).select("subject_id", "code").collect().rows()
