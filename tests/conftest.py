@@ -32,6 +32,16 @@ def mimic4_demo() -> Path:
     return MIMIC4_DEMO
 
 
+def pytest_collection_modifyitems(config, items):
+    """Parallel workers (pytest-xdist, ``--dist=loadgroup`` in pyproject.toml): a file's tests stay on one worker, so
+    that its module fixtures are built once, and the tests on the tiny LLM run share one worker and its session
+    fixture. That group, the longest (two pipelines with the real engine), is scheduled first."""
+    for item in items:
+        group = "tiny_llm_run" if "tiny_llm_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: "tiny_llm_run" not in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def tool_venv() -> Path:
     """.venv-meds (`make meds-tools`), or skip."""

@@ -139,5 +139,8 @@ def test_a_run_from_scratch_killed_in_its_llm_and_embedding_jobs_and_resumed_giv
     differing = compare(tiny_llm_run / "results" / "tinyllm", workdir / "results" / "tinyllm")
     assert differing == [], comparison_markdown(differing, "uninterrupted", "killed and resumed", 0)
     manifests = [json.loads((run / "results/tinyllm" / MANIFEST).read_text()) for run in (tiny_llm_run, workdir)]
-    assert manifests[0]["config_sha256"] == manifests[1]["config_sha256"]
+    configs = [(run / "config.yaml").read_text() for run in (tiny_llm_run, workdir)]
+    assert configs[0] != configs[1] and configs[0].replace(str(tiny_llm_run), str(workdir)) == configs[1]
+    # the two configurations differ in their folders only (copy_run), and the hash sees it
+    assert manifests[0]["config_sha256"] != manifests[1]["config_sha256"]
     assert manifests[0]["inputs"] == manifests[1]["inputs"] and manifests[0]["inputs"]
