@@ -32,14 +32,19 @@ def mimic4_demo() -> Path:
     return MIMIC4_DEMO
 
 
+# The longest test files first (two pipelines with the real LLM engine; then the other whole-workflow runs), so that
+# parallel workers (pyproject.toml: --dist=loadfile, each file's tests on one worker and its module fixtures built
+# once) end at about the same time.
+LONGEST_FIRST = ("tests/test_llm_workflow.py", "tests/test_workflow.py", "tests/test_slurm.py", "tests/test_no_notes.py",
+                 "tests/test_meds_input.py", "tests/test_knowledge_text.py", "tests/test_llm_engine.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Parallel workers (pytest-xdist, ``--dist=loadgroup`` in pyproject.toml): a file's tests stay on one worker, so
-    that its module fixtures are built once, and the tests on the tiny LLM run share one worker and its session
-    fixture. That group, the longest (two pipelines with the real engine), is scheduled first."""
-    for item in items:
-        group = "tiny_llm_run" if "tiny_llm_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: "tiny_llm_run" not in getattr(item, "fixturenames", ()))
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
@@ -65,18 +70,6 @@ def demo_meds(tmp_path_factory, tool_venv) -> Path:
     tools.meds_extract(MIMIC4_DEMO, out, dataset_key="demo", log=out.parent / "meds_extract.log")
     print(f"MEDS-Extract on the demo: {time.perf_counter() - started:.1f} s")
     return out
-
-
-@pytest.fixture(scope="session")
-def tiny_llm_run(tmp_path_factory) -> Path:
-    """The tiny configuration with the LLM stages (tests/configs/tiny-llm.yaml), run once from scratch without
-    interruption; tests that change it work on a copy (``copy_run``)."""
-    pytest.importorskip("vllm")
-    from workflow_helpers import load_config, snakemake
-
-    workdir = tmp_path_factory.mktemp("tinyllm")
-    snakemake(workdir, load_config("tiny-llm.yaml", workdir))
-    return workdir
 
 
 def copy_run(workdir: Path, to: Path) -> Path:

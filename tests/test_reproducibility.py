@@ -15,8 +15,7 @@ import pytest
 
 from emerge_ehr.reproducibility import MANIFEST, compare, comparison_markdown, config_sha256
 
-from conftest import REPO, copy_run
-from workflow_helpers import SNAKEMAKE, snakemake
+from conftest import REPO
 
 
 def _results(root, probability: float, vector: float, summary: str) -> None:
@@ -75,72 +74,3 @@ def test_the_manifest_names_versions_machine_formats_models_and_hashes_the_input
     assert manifest["machine"]["cpu"]["cores"] >= 1 and isinstance(manifest["machine"]["gpus"], list)
     assert manifest["number_formats"]["text_encoder"]["format"] in ("float32", "bfloat16")
     assert manifest["models"]["llm"] == "openai:served-model" and len(manifest["models"]["text_encoder"]) == 16
-
-
-def _start(workdir, *args) -> subprocess.Popen:
-    """The workflow in the background, in its own process group (so that a kill reaches its jobs too)."""
-    cmd = SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
-                       str(workdir / "config.yaml"), "--replace-workflow-config", "--cores", "2", *args]
-    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-
-
-def _kill_when(process: subprocess.Popen, ready, what: str, seconds: float = 900) -> None:
-    """Kill the run and all its jobs (SIGKILL, as a node failure or an out-of-time job) once ``ready()``."""
-    import os
-    import signal
-
-    deadline = time.monotonic() + seconds
-    while not ready():
-        assert process.poll() is None, f"the run ended before {what}"
-        assert time.monotonic() < deadline, f"no {what} within {seconds} s"
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def _answers_cached(workdir) -> int:
-    import sqlite3
-
-    count = 0
-    for path in (workdir / "cache" / "llm-answers").glob("*.open.sqlite"):
-        try:
-            with sqlite3.connect(f"{path.as_uri()}?mode=ro&nolock=1", uri=True) as segment:
-                count += segment.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-        except sqlite3.Error:  # created, its table not yet
-            pass
-    return count
-
-
-def _embedding_job_running(workdir) -> bool:
-    logs = list((workdir / "logs" / "tinyllm" / "embed").glob("*.log")) if (workdir / "logs").exists() else []
-    return any("job resources" not in log.read_text() and log.stat().st_size > 0 for log in logs)
-
-
-@pytest.mark.slow
-def test_a_run_from_scratch_killed_in_its_llm_and_embedding_jobs_and_resumed_gives_the_same_bytes(
-        tiny_llm_run, tmp_path):
-    """The reproducibility contract on one machine: a second run of one configuration, every result and cache
-    gone, killed (SIGKILL, every job with it) once in the middle of an LLM job, with some of its batches answered,
-    and once in an embedding job, then resumed, writes every file under results/{dataset}/ with the same bytes as
-    an uninterrupted run; only the run manifest differs. (The public resources, the synthetic tables, the graph,
-    its index and the converted model, are kept from the first run: they are the same inputs, and building them
-    again would only cost CI time.)"""
-    import shutil
-
-    workdir = copy_run(tiny_llm_run, tmp_path / "again")
-    for derived in ("results", "cache", "logs"):
-        shutil.rmtree(workdir / derived)
-    _kill_when(_start(workdir), lambda: _answers_cached(workdir) >= 8, "LLM job with answered batches")
-    snakemake(workdir, workdir / "config.yaml", "--unlock")  # as after any killed run
-    _kill_when(_start(workdir, "--rerun-incomplete"), lambda: _embedding_job_running(workdir), "embedding job")
-    snakemake(workdir, workdir / "config.yaml", "--unlock")
-    snakemake(workdir, workdir / "config.yaml", "--rerun-incomplete")
-    differing = compare(tiny_llm_run / "results" / "tinyllm", workdir / "results" / "tinyllm")
-    assert differing == [], comparison_markdown(differing, "uninterrupted", "killed and resumed", 0)
-    manifests = [json.loads((run / "results/tinyllm" / MANIFEST).read_text()) for run in (tiny_llm_run, workdir)]
-    configs = [(run / "config.yaml").read_text() for run in (tiny_llm_run, workdir)]
-    assert configs[0] != configs[1] and configs[0].replace(str(tiny_llm_run), str(workdir)) == configs[1]
-    # the two configurations differ in their folders only (copy_run), and the hash sees it
-    assert manifests[0]["config_sha256"] != manifests[1]["config_sha256"]
-    assert manifests[0]["inputs"] == manifests[1]["inputs"] and manifests[0]["inputs"]

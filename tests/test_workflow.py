@@ -11,7 +11,6 @@ import subprocess
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 
 from emerge_ehr.data.abnormal import ABNORMAL_SCHEMA
 from emerge_ehr.data.cohort import COHORT_COLUMNS
@@ -19,10 +18,9 @@ from emerge_ehr.data.notes import NOTE_SCHEMA
 from emerge_ehr.data.timeseries import EVENT_SCHEMA
 from emerge_ehr.kg.align import ALIGNED_SCHEMA
 from emerge_ehr.kg.retrieve import CONTEXT_SCHEMA
-from emerge_ehr.llm.summarize import SUMMARY_COLUMNS
 
 from cohort_by_hand import mimic3_cohort
-from conftest import REPO, copy_run
+from conftest import REPO
 from workflow_helpers import SNAKEMAKE, load_config, planned_rules, snakemake, targets
 
 pytestmark = pytest.mark.slow
@@ -305,60 +303,6 @@ def test_bad_column_fails_the_job_with_file_and_column_and_keeps_other_outputs(t
     assert "icustays.csv.gz: missing column(s) outtime" in log
     # The tables that converted are kept (keep-going): nothing already computed is lost.
     assert (tmp_path / "results" / "broken" / "parquet" / "patients.parquet").exists()
-
-
-def llm_counts(workdir) -> dict[str, int]:
-    """Prompts, cache hits and LLM calls of the last run of each LLM shard job, from the jobs' logs (the stats
-    files say only what the answers were, the same in every run)."""
-    counts = {"jobs": 0, "prompts": 0, "hits": 0, "calls": 0}
-    for log in (workdir / "logs").rglob("*shard*.log"):
-        found = re.findall(r"(\d+) prompts, (\d+) cache hits, (\d+) LLM calls", log.read_text())
-        if log.parent.name in ("entities", "summaries") and found:
-            prompts, hits, calls = map(int, found[-1])
-            counts = {"jobs": counts["jobs"] + 1, "prompts": counts["prompts"] + prompts,
-                      "hits": counts["hits"] + hits, "calls": counts["calls"] + calls}
-    return counts
-
-
-def test_llm_stages_run_the_real_engine_in_shards_and_rerun_without_calls(tiny_llm_run, tmp_path):
-    tmp_path = copy_run(tiny_llm_run, tmp_path / "run")
-    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    results = tmp_path / "results" / "tinyllm"
-    entities = pl.read_parquet(results / "entities.parquet")
-    assert set(entities.get_column("method")) <= {"lexicon", "llm"} and entities.height > 0
-    summaries = pl.read_parquet(results / "summaries.parquet")
-    assert dict(summaries.schema) == SUMMARY_COLUMNS
-    stays = pl.read_parquet(results / "cohort.parquet").height
-    assert summaries.height == 2 * stays and summaries.get_column("status").is_in(["ok", "empty", "failed"]).all()
-    assert summaries.filter(pl.col("status") == "ok").height > 0
-    # late fusion through the workflow: the GRU's stage, then the text's, with the text stage's own learning rate
-    late = json.loads((results / "models/mortality/emerge_late/seed0/summary.json").read_text())
-    assert list(late["stages"]) == ["series", "text"] and late["settings"]["text_learning_rate"] == 0.01
-    # the cross-attention EMERGE trains in stages by default (train.schedule), and the ablation table compares it
-    staged = json.loads((results / "models/mortality/emerge/seed0/summary.json").read_text())
-    assert list(staged["stages"]) == ["series", "text"] and staged["settings"]["schedule"] == "staged"
-    ablations = (results / "metrics/ablations.md").read_text()
-    assert "| EMERGE (cross-attention, staged) beats the time series | mortality | emerge | gru |" in ablations
-    first = llm_counts(tmp_path)
-    assert first["calls"] > 0 and first["jobs"] == 4
-    # The same stages in three shards each (one cache folder, each job writing only its own segment): every
-    # prompt is asked again in exactly one shard and answered from the two-shard run's cache, the engine is never
-    # started, and the gathered tables equal the two-shard run's: N shards give the result of one.
-    entities_before = entities.sort(entities.columns)
-    config["llm_entities"]["shards"] = config["summaries"]["shards"] = 3
-    snakemake(tmp_path, config, "results/tinyllm/entities.parquet", "results/tinyllm/summaries.parquet")
-    again = llm_counts(tmp_path)
-    assert again["jobs"] == 6 and again["calls"] == 0
-    assert again["hits"] == first["calls"] + first["hits"] and again["prompts"] == first["prompts"]
-    llm_logs = [p.read_text() for p in (tmp_path / "logs" / "tinyllm").rglob("*shard*.log")
-                if p.parent.name in ("entities", "summaries")]
-    assert len(llm_logs) == 6 and not any("vLLM engine started" in text for text in llm_logs)
-    assert pl.read_parquet(results / "summaries.parquet").equals(summaries)
-    entities_after = pl.read_parquet(results / "entities.parquet")
-    assert entities_after.sort(entities_after.columns).equals(entities_before)
-    # one sealed segment per job that asked the LLM; none left open
-    segments = [p.name for p in (tmp_path / "cache" / "llm-answers").iterdir()]
-    assert len(segments) == 4 and not any(name.endswith(".open.sqlite") for name in segments)
 
 
 def test_lint_is_clean():
