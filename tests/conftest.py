@@ -33,7 +33,7 @@ def mimic4_demo() -> Path:
 
 
 # The longest test files first (two pipelines with the real LLM engine; then the other whole-workflow runs), so that
-# parallel workers (pyproject.toml: --dist=loadfile, each file's tests on one worker and its module fixtures built
+# parallel workers (pyproject.toml: --dist=loadfile --no-loadscope-reorder, each file's tests on one worker and its module fixtures built
 # once) end at about the same time.
 LONGEST_FIRST = ("tests/test_llm_workflow.py", "tests/test_workflow.py", "tests/test_slurm.py", "tests/test_no_notes.py",
                  "tests/test_meds_input.py", "tests/test_knowledge_text.py", "tests/test_llm_engine.py")
