@@ -32,21 +32,6 @@ def mimic4_demo() -> Path:
     return MIMIC4_DEMO
 
 
-# The longest test files first (two pipelines with the real LLM engine; then the other whole-workflow runs), so that
-# parallel workers (pyproject.toml: --dist=loadfile --no-loadscope-reorder, each file's tests on one worker and its module fixtures built
-# once) end at about the same time.
-LONGEST_FIRST = ("tests/test_llm_workflow.py", "tests/test_workflow.py", "tests/test_slurm.py", "tests/test_no_notes.py",
-                 "tests/test_meds_input.py", "tests/test_knowledge_text.py", "tests/test_llm_engine.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    def rank(item) -> int:
-        path = item.nodeid.split("::")[0]
-        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)
-
-
 @pytest.fixture(scope="session")
 def tool_venv() -> Path:
     """.venv-meds (`make meds-tools`), or skip."""
