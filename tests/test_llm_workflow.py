@@ -128,6 +128,7 @@ def _embedding_job_running(workdir) -> bool:
     return any("job resources" not in log.read_text() and log.stat().st_size > 0 for log in logs)
 
 
+@pytest.mark.contract  # about 10 min on 2 cores: make test-contract (not in make test: CI's 30 minutes)
 def test_a_run_from_scratch_killed_in_its_llm_and_embedding_jobs_and_resumed_gives_the_same_bytes(
         tiny_llm_run, tmp_path):
     """The reproducibility contract on one machine: a second run of one configuration, every result and cache
@@ -139,7 +140,7 @@ def test_a_run_from_scratch_killed_in_its_llm_and_embedding_jobs_and_resumed_giv
     workdir = copy_run(tiny_llm_run, tmp_path / "again")
     for derived in ("results", "cache", "logs"):
         shutil.rmtree(workdir / derived)
-    _kill_when(_start(workdir), lambda: _answers_cached(workdir) >= 8, "LLM job with answered batches")
+    _kill_when(_start(workdir), lambda: _answers_cached(workdir) >= 1, "LLM job with an answered batch")
     snakemake(workdir, workdir / "config.yaml", "--unlock")  # as after any killed run
     _kill_when(_start(workdir, "--rerun-incomplete"), lambda: _embedding_job_running(workdir), "embedding job")
     snakemake(workdir, workdir / "config.yaml", "--unlock")

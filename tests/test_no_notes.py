@@ -305,7 +305,7 @@ def test_workflow_on_a_dataset_without_notes(tmp_path):
     from emerge_ehr.data.synthetic import generate
 
     root = tmp_path / "mimic4-without-notes"
-    generate(root, layout="mimic4", n_patients=100, seed=3)
+    generate(root, layout="mimic4", n_patients=60, seed=3)
     shutil.rmtree(root / "note")
     config = load_config("tiny-mimic4.yaml", tmp_path)
     config |= {

@@ -49,7 +49,7 @@ def load_config(name: str, workdir: Path | None = None) -> dict:
         config["knowledge_graph"] = {"name": "fixture", "kind": "primekg", "root": str(root)}
         config["cache_dir"] = str(workdir / "cache")
     # Small encoder calls: a tiny cohort has few texts of each length, and each length costs one whole call of
-    # text_encoder.batch_tokens (the calls' fixed shapes make every vector the same whatever is embedded with it)
+    # text_encoder.batch_tokens (fixed call shapes: a vector is the same whatever is embedded with it)
     config.setdefault("text_encoder", {}).setdefault("batch_tokens", 2048)
     return config
 
