@@ -128,7 +128,7 @@ def _embedding_job_running(workdir) -> bool:
     return any("job resources" not in log.read_text() and log.stat().st_size > 0 for log in logs)
 
 
-@pytest.mark.contract  # about 10 min on 2 cores: make test-contract (not in make test: CI's 30 minutes)
+@pytest.mark.extended  # about 10 min on 2 cores: make test-extended (not in make test: CI's 30 minutes)
 def test_a_run_from_scratch_killed_in_its_llm_and_embedding_jobs_and_resumed_gives_the_same_bytes(
         tiny_llm_run, tmp_path):
     """The reproducibility contract on one machine: a second run of one configuration, every result and cache

@@ -70,6 +70,7 @@ def _config(workdir: Path) -> dict:
     return config
 
 
+@pytest.mark.extended  # about 4 min: make test-extended (a job through SLURM stays in make test, below)
 def test_pipeline_through_slurm_matches_a_local_run(tmp_path, cluster):
     on_slurm, local = tmp_path / "slurm", tmp_path / "local"
     on_slurm.mkdir(), local.mkdir()
