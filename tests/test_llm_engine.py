@@ -29,6 +29,7 @@ from emerge_ehr.llm.runner import parse_answer, run
 from emerge_ehr.text.lexicon import ENTITY_SCHEMA, load_abbreviations, normalise
 
 from conftest import DEFAULTS, REPO
+from workflow_helpers import cached_answers
 
 ABBREVIATIONS = load_abbreviations(REPO / "config" / "abbreviations.yaml")
 
@@ -186,20 +187,6 @@ cache.close()
 print("CALLS", stats.calls, "HITS", stats.cache_hits)
 print("RESULTS", json.dumps([r.value for r in results]))
 """
-
-
-def cached_answers(directory: Path, pattern: str) -> int:
-    """Answers in the cache's files, read as a bystander: read-only, taking no lock."""
-    import sqlite3
-
-    count = 0
-    for path in directory.glob(pattern):
-        try:
-            with sqlite3.connect(f"{path.as_uri()}?mode=ro&nolock=1", uri=True) as segment:
-                count += segment.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-        except sqlite3.Error:  # created, its table not yet
-            pass
-    return count
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from emerge_ehr.llm.summarize import SUMMARY_COLUMNS
 from emerge_ehr.reproducibility import MANIFEST, compare, comparison_markdown
 
 from conftest import REPO, copy_run
-from workflow_helpers import SNAKEMAKE, load_config, snakemake
+from workflow_helpers import SNAKEMAKE, cached_answers, load_config, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -110,19 +110,6 @@ def _kill_when(process: subprocess.Popen, ready, what: str, seconds: float = 900
     process.wait()
 
 
-def _answers_cached(workdir) -> int:
-    import sqlite3
-
-    count = 0
-    for path in (workdir / "cache" / "llm-answers").glob("*.open.sqlite"):
-        try:
-            with sqlite3.connect(f"{path.as_uri()}?mode=ro&nolock=1", uri=True) as segment:
-                count += segment.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-        except sqlite3.Error:  # created, its table not yet
-            pass
-    return count
-
-
 def _embedding_job_running(workdir) -> bool:
     logs = list((workdir / "logs" / "tinyllm" / "embed").glob("*.log")) if (workdir / "logs").exists() else []
     return any("job resources" not in log.read_text() and log.stat().st_size > 0 for log in logs)
@@ -140,7 +127,7 @@ def test_a_run_from_scratch_killed_in_its_llm_and_embedding_jobs_and_resumed_giv
     workdir = copy_run(tiny_llm_run, tmp_path / "again")
     for derived in ("results", "cache", "logs"):
         shutil.rmtree(workdir / derived)
-    _kill_when(_start(workdir), lambda: _answers_cached(workdir) >= 1, "LLM job with an answered batch")
+    _kill_when(_start(workdir), lambda: cached_answers(workdir / "cache" / "llm-answers", "*.open.sqlite") >= 1, "LLM job with an answered batch")
     snakemake(workdir, workdir / "config.yaml", "--unlock")  # as after any killed run
     _kill_when(_start(workdir, "--rerun-incomplete"), lambda: _embedding_job_running(workdir), "embedding job")
     snakemake(workdir, workdir / "config.yaml", "--unlock")
