@@ -353,8 +353,10 @@ def test_snakemake_runs_a_meds_dataset_end_to_end(tmp_path, demo_meds):
     from meds_evaluation.evaluate import evaluate_binary_classification
     from workflow_helpers import load_config, snakemake
 
+    # the knowledge as the summary text: the LLM's summaries read the same context whatever the input format, and
+    # have their own workflow tests (tests/test_llm_workflow.py, tests/test_no_notes.py)
     config = load_config("mimic4-demo.yaml", tmp_path) | {
-        "datasets": {"meds_demo": {"kind": "meds", "root": str(demo_meds)}}}
+        "datasets": {"meds_demo": {"kind": "meds", "root": str(demo_meds)}}, "summaries": {"method": ["knowledge"]}}
     snakemake(tmp_path, config)
     results = tmp_path / "results/meds_demo"
     meta = json.loads((results / "cohort.json").read_text())

@@ -20,7 +20,7 @@ from emerge_ehr.kg.align import ALIGNED_SCHEMA
 from emerge_ehr.kg.retrieve import CONTEXT_SCHEMA
 
 from cohort_by_hand import mimic3_cohort
-from conftest import REPO
+from conftest import REPO, copy_run
 from workflow_helpers import SNAKEMAKE, load_config, planned_rules, snakemake, targets
 
 pytestmark = pytest.mark.slow
@@ -165,8 +165,11 @@ def test_changing_a_model_setting_reruns_training_and_evaluation_only(tiny_run):
                                      "model_card"}
 
 
-def test_more_stays_embed_only_new_strings_and_reuse_the_index(tiny_run):
-    workdir, config = tiny_run
+def test_more_stays_embed_only_new_strings_and_reuse_the_index(tiny_run, tmp_path):
+    module_run, config = tiny_run
+    # on a copy, so that the module's run stays as it is; the copy keeps the module's knowledge graph fixture and
+    # cache folder (two working directories may share one cache_dir)
+    workdir = copy_run(module_run, tmp_path / "run")
     bigger = json.loads(json.dumps(config))
     bigger["datasets"]["tiny"]["patients"] = 200
     planned = planned_rules(snakemake(workdir, bigger, "--dry-run", *TINY_TARGETS))
@@ -176,7 +179,6 @@ def test_more_stays_embed_only_new_strings_and_reuse_the_index(tiny_run):
     hits, misses = map(int, re.search(r"embedding cache hits (\d+), misses (\d+)", log).groups())
     aligned = pl.read_parquet(workdir / "results" / "tiny" / "aligned.parquet").height
     assert hits > 0 and hits + misses == aligned and misses < aligned
-    snakemake(workdir, config, *TINY_TARGETS)  # back to the module's configuration for the tests that follow
 
 
 def test_mimic3_layout_and_hospital_readmission(tmp_path):
