@@ -19,7 +19,7 @@ from emerge_ehr.llm.summarize import SUMMARY_COLUMNS
 from emerge_ehr.reproducibility import MANIFEST, compare, comparison_markdown
 
 from conftest import REPO, copy_run
-from workflow_helpers import SNAKEMAKE, cached_answers, load_config, snakemake
+from workflow_helpers import SNAKEMAKE, cached_rows, load_config, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -110,9 +110,9 @@ def _kill_when(process: subprocess.Popen, ready, what: str, seconds: float = 900
     process.wait()
 
 
-def _embedding_job_running(workdir) -> bool:
-    logs = list((workdir / "logs" / "tinyllm" / "embed").glob("*.log")) if (workdir / "logs").exists() else []
-    return any("job resources" not in log.read_text() and log.stat().st_size > 0 for log in logs)
+def _task_embedding_written(workdir) -> bool:
+    """The task's embedding job (after every LLM job: it reads the summaries) has stored some of its vectors."""
+    return cached_rows(workdir / "cache", "embeddings-*/*embeddings-mortality.npz-*.open.sqlite", "embeddings") >= 1
 
 
 @pytest.mark.extended  # about 10 min on 2 cores: make test-extended (not in make test: CI's 30 minutes)
@@ -127,9 +127,11 @@ def test_a_run_from_scratch_killed_in_its_llm_and_embedding_jobs_and_resumed_giv
     workdir = copy_run(tiny_llm_run, tmp_path / "again")
     for derived in ("results", "cache", "logs"):
         shutil.rmtree(workdir / derived)
-    _kill_when(_start(workdir), lambda: cached_answers(workdir / "cache" / "llm-answers", "*.open.sqlite") >= 1, "LLM job with an answered batch")
+    _kill_when(_start(workdir), lambda: cached_rows(workdir / "cache" / "llm-answers", "*.open.sqlite") >= 1, "LLM job with an answered batch")
     snakemake(workdir, workdir / "config.yaml", "--unlock")  # as after any killed run
-    _kill_when(_start(workdir, "--rerun-incomplete"), lambda: _embedding_job_running(workdir), "embedding job")
+    # in the embedding job that follows the LLM stages, so that no LLM job is killed twice
+    _kill_when(_start(workdir, "--rerun-incomplete"), lambda: _task_embedding_written(workdir), "embedding job")
+    assert not (workdir / "results" / "tinyllm" / "embeddings" / "mortality.npz").exists()  # killed inside the job
     snakemake(workdir, workdir / "config.yaml", "--unlock")
     snakemake(workdir, workdir / "config.yaml", "--rerun-incomplete")
     differing = compare(tiny_llm_run / "results" / "tinyllm", workdir / "results" / "tinyllm")

@@ -72,15 +72,16 @@ def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
     return set(planned_jobs(result))
 
 
-def cached_answers(directory: Path, pattern: str) -> int:
-    """Answers in the cache's files, read as a bystander: read-only, taking no lock."""
+def cached_rows(directory: Path, pattern: str, table: str = "answers") -> int:
+    """Rows of one table (LLM answers, or vectors: "embeddings") in the cache's files, read as a bystander:
+    read-only, taking no lock."""
     import sqlite3
 
     count = 0
     for path in directory.glob(pattern):
         try:
             with sqlite3.connect(f"{path.as_uri()}?mode=ro&nolock=1", uri=True) as segment:
-                count += segment.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+                count += segment.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
         except sqlite3.Error:  # created, its table not yet
             pass
     return count

@@ -187,6 +187,29 @@ def engine_progress_bar(progress: Progress):
     return Bar
 
 
+def whole_prefill_groups(prompt_tokens: list[int], budget: int) -> list[range]:
+    """Consecutive requests in groups whose prompts fit one engine step's token budget together.
+
+    vLLM splits a prompt that does not fit the rest of a step (chunked prefill) and then rewinds the request's
+    own random generator, which a CPU generator cannot do: a seeded retry on the CPU engine fails with "CPU
+    Generator does not use offset" unless its whole prompt is computed in one step. Greedy requests carry no
+    generator and are not grouped.
+
+    >>> whole_prefill_groups([400, 400, 300, 900, 100], 1000)
+    [range(0, 2), range(2, 3), range(3, 5)]
+    """
+    groups, start, used = [], 0, 0
+    for i, tokens in enumerate(prompt_tokens):
+        if i > start and used + tokens > budget:
+            groups.append(range(start, i))
+            start, used = i, 0
+        used += tokens
+    return groups + ([range(start, len(prompt_tokens))] if prompt_tokens else [])
+
+
+PROMPT_TOKEN_MARGIN = 16  # tokens a request's rendering by vLLM may add to the chat template's count
+
+
 class VLLMBackend:
     """In-process offline batch inference with vLLM; the engine starts on the first uncached request."""
 
@@ -223,14 +246,27 @@ class VLLMBackend:
         from vllm.sampling_params import StructuredOutputsParams
 
         self.start_once()
-        params = [SamplingParams(**decoding(self.settings, r), structured_outputs=StructuredOutputsParams(json=r.schema))
-                  for r in requests]
-        # Each batch starts from an empty prefix cache: a batch computes exactly what it computed in a run that was
-        # not interrupted, whatever batches ran before it in this engine.
-        self._engine.reset_prefix_cache()
-        outputs = self._engine.chat([r.messages for r in requests], sampling_params=params,
-                                    use_tqdm=engine_progress_bar(progress) if progress else False)
-        return [Answer(o.outputs[0].text, len(o.outputs[0].token_ids)) for o in outputs]
+        decodings = [decoding(self.settings, r) for r in requests]
+        params = [SamplingParams(**d, structured_outputs=StructuredOutputsParams(json=r.schema))
+                  for d, r in zip(decodings, requests)]
+        groups = [range(len(requests))]
+        if self.device == "cpu" and any("seed" in d for d in decodings):
+            budget = self._engine.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens
+            groups = whole_prefill_groups([self._prompt_tokens(r) for r in requests], budget)
+        answers = []
+        for group in groups:
+            # Each batch starts from an empty prefix cache: a batch computes exactly what it computed in a run that
+            # was not interrupted, whatever batches ran before it in this engine.
+            self._engine.reset_prefix_cache()
+            outputs = self._engine.chat([requests[i].messages for i in group], sampling_params=[params[i] for i in group],
+                                        use_tqdm=engine_progress_bar(progress) if progress else False)
+            answers += [Answer(o.outputs[0].text, len(o.outputs[0].token_ids)) for o in outputs]
+        return answers
+
+    def _prompt_tokens(self, request: Request) -> int:
+        tokenizer = self._engine.get_tokenizer()
+        text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+        return len(tokenizer.encode(text, add_special_tokens=False)) + PROMPT_TOKEN_MARGIN
 
 
 class OpenAIBackend:
