@@ -49,7 +49,7 @@ test: $(STAMP) $(MEDS_STAMP)
 test-fast: $(STAMP) $(MEDS_STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-# Whole-workflow checks left out of `make test` to keep CI within 30 minutes on 2 cores (about 15 min): the
+# Whole-workflow checks left out of `make test` to keep CI within 30 minutes on 2 cores (about 11 min): the
 # reproducibility contract on an LLM run killed and resumed, a SLURM run against a local one
 test-extended: $(STAMP)
 	$(BIN)/python -m pytest -m extended
