@@ -115,7 +115,7 @@ def _task_embedding_written(workdir) -> bool:
     return cached_rows(workdir / "cache", "embeddings-*/*embeddings-mortality.npz-*.open.sqlite", "embeddings") >= 1
 
 
-@pytest.mark.extended  # about 10 min on 2 cores: make test-extended (not in make test: CI's 30 minutes)
+@pytest.mark.extended  # about 4 min on 2 cores after the shared tiny run: make test-extended (with it, CI would pass 30 min)
 def test_a_run_from_scratch_killed_in_its_llm_and_embedding_jobs_and_resumed_gives_the_same_bytes(
         tiny_llm_run, tmp_path):
     """The reproducibility contract on one machine: a second run of one configuration, every result and cache
